@@ -1,0 +1,37 @@
+# topcow: a thin wrapper over Meson.  `make demo` and `make test` work on a
+# fresh Debian 12 machine as root: they install what is missing first.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+MESON_OPTS ?=
+
+.PHONY: all setup build test test-asan demo bench clean
+
+all: build
+
+setup:
+	@./scripts/setup.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: setup $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(BUILD_ASAN)/build.ninja:
+	meson setup $(BUILD_ASAN) -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
+
+test: build
+	@./scripts/run-tests.sh $(BUILD)
+
+test-asan: setup $(BUILD_ASAN)/build.ninja
+	ninja -C $(BUILD_ASAN)
+	@./scripts/run-tests.sh $(BUILD_ASAN)
+
+demo: build
+	@./scripts/demo.sh $(BUILD)
+
+bench: build
+	@./bench/convert.sh $(BUILD)/tools/topcow
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: MIT
+/*
+ * topcow.h - the public API of libtopcow, a qcow2 disk-image engine.
+ *
+ * This header is the API reference.  Everything a program needs to create,
+ * open, read, write, inspect and check disk images is declared here; nothing
+ * else under include/ is public.
+ *
+ * Conventions
+ * -----------
+ * - Functions return 0 (or a non-negative count) on success and a negative
+ *   errno value on failure.  topcow_last_error() then describes the failure
+ *   in one line.  The errno vocabulary:
+ *     -EINVAL        bad argument (unaligned request, bad option, range past the end)
+ *     -ENOTSUP       feature not built in, or an image feature topcow cannot handle
+ *                    (for example an unknown incompatible qcow2 feature bit)
+ *     -EUCLEAN       corrupt image metadata
+ *     -EROFS         write to an image opened read-only
+ *     -ENOSPC        the host storage is full
+ *     -EBUSY         the image is locked by another process
+ *     -EKEYREJECTED  wrong passphrase (encrypted images)
+ *     -ENOMEM        out of memory
+ *   Other codes (EIO, EACCES, ENOENT, ...) pass through from the system.
+ * - Sizes and offsets are size_t / uint64_t, in bytes.
+ * - Thread-safety: an image handle may be used from several threads at once
+ *   for I/O (pread, pwrite, write_zeroes, discard, flush, block_status).  Data
+ *   transfers to already-allocated clusters run in parallel; allocation is
+ *   serialized per image.  open/create/close are not concurrent with other
+ *   calls on the same handle.
+ * - The library never prints, never exits and never aborts on bad data.
+ */
+#ifndef TOPCOW_H
+#define TOPCOW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define TOPCOW_API __attribute__((visibility("default")))
+#else
+#define TOPCOW_API
+#endif
+
+#define TOPCOW_VERSION_MAJOR 0
+#define TOPCOW_VERSION_MINOR 1
+#define TOPCOW_VERSION_PATCH 0
+#define TOPCOW_VERSION_STRING "0.1.0"
+#define TOPCOW_VERSION_NUMBER                                                                      \
+    (TOPCOW_VERSION_MAJOR * 10000 + TOPCOW_VERSION_MINOR * 100 + TOPCOW_VERSION_PATCH)
+
+/* The version of the library actually linked, as TOPCOW_VERSION_NUMBER / "0.1.0". */
+TOPCOW_API unsigned topcow_version_number(void);
+TOPCOW_API const char *topcow_version_string(void);
+
+/* A one-line description of the last failure on the calling thread, or "" if
+ * none.  The pointer is valid until the next topcow call on this thread.
+ * Messages never contain passphrases or key material. */
+TOPCOW_API const char *topcow_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Opening and closing                                                       */
+
+struct topcow_image; /* opaque */
+
+/* Open flags. */
+#define TOPCOW_OPEN_RDONLY (1u << 0)       /* no writes; takes a shared lock */
+#define TOPCOW_OPEN_FORCE_SHARE (1u << 1)  /* like qemu-img -U: read-only, take no lock */
+#define TOPCOW_OPEN_DIRECT (1u << 2)       /* O_DIRECT on the image file(s) */
+#define TOPCOW_OPEN_NO_BACKING (1u << 3)   /* do not open the backing chain; unallocated
+                                            * regions then read as zeros */
+#define TOPCOW_OPEN_UNSAFE (1u << 4)       /* flush is a no-op except at close
+                                            * (cache=unsafe, as for convert targets) */
+#define TOPCOW_OPEN_WRITETHROUGH (1u << 5) /* every write is durable on return */
+#define TOPCOW_OPEN_NO_REPAIR (1u << 6)    /* open a dirty image read-write without
+                                            * rebuilding its refcounts (for check -r) */
+#define TOPCOW_OPEN_ALLOW_CORRUPT (1u << 7) /* open read-write even if marked corrupt
+                                             * (for check -r) */
+
+struct topcow_open_opts {
+    size_t struct_size;         /* sizeof(struct topcow_open_opts) */
+    unsigned flags;             /* TOPCOW_OPEN_* */
+    const char *format;         /* "qcow2", "raw", ...; NULL probes the file */
+    uint64_t l2_cache_size;     /* bytes of L2 cache; 0 = cover the whole disk up to 32 MiB */
+    const char *backing_format; /* force the backing file's format; NULL: from the image */
+};
+#define TOPCOW_OPEN_OPTS_INIT { .struct_size = sizeof(struct topcow_open_opts) }
+
+/* Open the image at @path (and, unless TOPCOW_OPEN_NO_BACKING, its backing
+ * chain).  On success store a new handle in *@imgp and return 0.  On failure
+ * return -errno and set *@imgp to NULL.  @opts may be NULL for defaults
+ * (read-write, probed format).
+ *
+ * A read-write open of an image that another process has open read-write
+ * (topcow or QEMU) fails with -EBUSY.  A read-write open of a qcow2 image
+ * whose dirty bit is set (lazy refcounts after a crash) rebuilds its
+ * refcounts before returning. */
+TOPCOW_API int topcow_image_open(struct topcow_image **imgp, const char *path,
+                                 const struct topcow_open_opts *opts);
+
+/* Flush and close.  Returns 0, or -errno if the final flush failed (the handle
+ * is released either way).  NULL is a no-op returning 0. */
+TOPCOW_API int topcow_image_close(struct topcow_image *img);
+
+/* ------------------------------------------------------------------------ */
+/* Creating                                                                  */
+
+enum topcow_prealloc {
+    TOPCOW_PREALLOC_OFF = 0,
+    TOPCOW_PREALLOC_METADATA,
+    TOPCOW_PREALLOC_FALLOC,
+    TOPCOW_PREALLOC_FULL,
+};
+
+enum topcow_compression {
+    TOPCOW_COMPRESSION_ZLIB = 0,
+    TOPCOW_COMPRESSION_ZSTD = 1,
+};
+
+struct topcow_create_opts {
+    size_t struct_size;         /* sizeof(struct topcow_create_opts) */
+    const char *format;         /* "qcow2" (default when NULL) or "raw" */
+    uint64_t size;              /* virtual size in bytes; 0 with a backing file
+                                 * takes the backing file's size */
+    const char *backing_file;   /* as stored in the image (may be relative) */
+    const char *backing_format; /* NULL: probed from the backing file */
+    bool no_backing_open;       /* like qemu-img create -u: trust the options
+                                 * and do not open the backing file */
+    /* qcow2 only (0 / false selects qemu-img's default): */
+    unsigned compat;            /* 2 = "0.10", 3 = "1.1" (default) */
+    uint32_t cluster_size;      /* 512 .. 2 MiB, power of two; default 65536 */
+    unsigned refcount_bits;     /* 1, 2, 4, ... 64; default 16 */
+    enum topcow_prealloc preallocation;
+    bool lazy_refcounts;
+    bool extended_l2;
+    enum topcow_compression compression_type;
+    const char *data_file;      /* external data file, created or truncated */
+    bool data_file_raw;
+};
+#define TOPCOW_CREATE_OPTS_INIT { .struct_size = sizeof(struct topcow_create_opts) }
+
+/* Create (or overwrite) an image at @path.  Returns 0 or -errno.  Option
+ * combinations that qemu-img refuses are refused with the same reasons. */
+TOPCOW_API int topcow_image_create(const char *path, const struct topcow_create_opts *opts);
+
+/* ------------------------------------------------------------------------ */
+/* Data I/O.  Requests must lie within the virtual size (-EINVAL otherwise);
+ * no alignment is required.  Buffers are borrowed for the duration of the call. */
+
+#define TOPCOW_WRITE_FUA (1u << 0)       /* durable on return */
+#define TOPCOW_ZERO_MAY_UNMAP (1u << 1)  /* write_zeroes may deallocate */
+#define TOPCOW_ZERO_FAST (1u << 2)       /* write_zeroes fails with -ENOTSUP rather
+                                          * than write a zero buffer */
+
+/* Virtual (guest-visible) size in bytes. */
+TOPCOW_API uint64_t topcow_image_size(struct topcow_image *img);
+
+/* Read @len bytes at @off into @buf.  Returns 0 or -errno. */
+TOPCOW_API int topcow_image_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off);
+
+/* Write @len bytes from @buf at @off.  @flags: TOPCOW_WRITE_FUA. */
+TOPCOW_API int topcow_image_pwrite(struct topcow_image *img, const void *buf, size_t len,
+                                   uint64_t off, unsigned flags);
+
+/* Make [@off, @off+@len) read as zeros.  @flags: TOPCOW_ZERO_MAY_UNMAP,
+ * TOPCOW_ZERO_FAST, TOPCOW_WRITE_FUA. */
+TOPCOW_API int topcow_image_write_zeroes(struct topcow_image *img, uint64_t off, uint64_t len,
+                                         unsigned flags);
+
+/* Tell the image that [@off, @off+@len) is no longer needed.  Afterwards the
+ * range reads as qcow2/QEMU semantics define: whole clusters of a v3 image
+ * read as zeros; in a v2 image they re-expose the backing file; parts of
+ * clusters are left alone.  Freed clusters are reused by later writes. */
+TOPCOW_API int topcow_image_discard(struct topcow_image *img, uint64_t off, uint64_t len);
+
+/* Make every completed write durable, metadata included. */
+TOPCOW_API int topcow_image_flush(struct topcow_image *img);
+
+/* ------------------------------------------------------------------------ */
+/* Block status                                                              */
+
+#define TOPCOW_EXTENT_DATA (1u << 0)       /* reads come from storage */
+#define TOPCOW_EXTENT_ZERO (1u << 1)       /* reads return zeros */
+#define TOPCOW_EXTENT_ALLOCATED (1u << 2)  /* the layer at `depth` defines this range
+                                            * ("present" in qemu-img map) */
+#define TOPCOW_EXTENT_OFFSET_VALID (1u << 3) /* host_offset is meaningful: the data is
+                                              * stored raw at host_offset in `file` */
+#define TOPCOW_EXTENT_COMPRESSED (1u << 4) /* stored compressed */
+
+#define TOPCOW_BS_TOP_ONLY (1u << 0)       /* describe the top layer only (qemu-io alloc) */
+
+struct topcow_extent {
+    uint64_t offset;       /* guest offset (the request's @off) */
+    uint64_t length;       /* length of the run with these properties, > 0 */
+    unsigned flags;        /* TOPCOW_EXTENT_* */
+    unsigned depth;        /* 0 = top layer, 1 = its backing file, ... */
+    uint64_t host_offset;  /* with TOPCOW_EXTENT_OFFSET_VALID */
+    const char *file;      /* name of the file holding the data, with OFFSET_VALID;
+                            * valid while the image is open */
+};
+
+/* Describe the longest run starting at @off (at most @len bytes) whose
+ * properties are the same.  Returns 0 and fills *@ext, or -errno. */
+TOPCOW_API int topcow_image_block_status(struct topcow_image *img, uint64_t off, uint64_t len,
+                                         unsigned flags, struct topcow_extent *ext);
+
+/* ------------------------------------------------------------------------ */
+/* Information                                                               */
+
+struct topcow_info {
+    size_t struct_size;          /* set by the caller to sizeof(struct topcow_info) */
+    /* All strings below are owned by the image and valid until it is closed. */
+    const char *filename;        /* as given to open (or as named by the overlay) */
+    const char *format;          /* "qcow2", "raw", ... */
+    uint64_t virtual_size;
+    uint64_t actual_size;        /* bytes allocated on the host for the image file */
+    uint32_t cluster_size;       /* 0 when the format has none */
+    bool dirty;                  /* qcow2 dirty bit (not cleanly shut down) */
+    bool corrupt;                /* qcow2 corrupt bit */
+    bool encrypted;
+    const char *backing_file;    /* as stored in the image, or NULL */
+    const char *backing_format;  /* as stored in the image, or NULL */
+    const char *full_backing_filename; /* resolved path, or NULL */
+    /* qcow2 specifics (format == "qcow2"): */
+    unsigned compat;             /* 2 or 3 */
+    unsigned refcount_bits;
+    bool lazy_refcounts;
+    bool extended_l2;
+    enum topcow_compression compression_type;
+    const char *data_file;       /* external data file name as stored, or NULL */
+    bool data_file_raw;
+    unsigned nb_snapshots;
+    uint64_t vm_state_offset;    /* guest offset where VM state would live */
+};
+
+/* Fill *@info (whose struct_size the caller sets).  Returns 0 or -errno. */
+TOPCOW_API int topcow_image_get_info(struct topcow_image *img, struct topcow_info *info);
+
+/* The backing image of @img, or NULL.  Borrowed: valid while @img is open. */
+TOPCOW_API struct topcow_image *topcow_image_backing(struct topcow_image *img);
+
+/* ------------------------------------------------------------------------ */
+/* Consistency check                                                         */
+
+#define TOPCOW_CHECK_REPAIR_LEAKS (1u << 0) /* reserved for the repair issue */
+#define TOPCOW_CHECK_REPAIR_ALL (1u << 1)   /* reserved for the repair issue */
+
+struct topcow_check_result {
+    size_t struct_size;          /* set by the caller */
+    uint64_t corruptions;        /* metadata errors found */
+    uint64_t leaks;              /* clusters with refcount > references */
+    uint64_t check_errors;       /* errors that prevented checking (I/O, ...) */
+    uint64_t corruptions_fixed;
+    uint64_t leaks_fixed;
+    uint64_t total_clusters;     /* virtual size in clusters */
+    uint64_t allocated_clusters; /* guest clusters with data in this image */
+    uint64_t fragmented_clusters;
+    uint64_t compressed_clusters;
+    uint64_t image_end_offset;   /* end of the last refcounted cluster */
+};
+
+/* Called for each problem found, with one line in qemu-img's wording
+ * ("ERROR cluster 5 refcount=0 reference=1", "Leaked cluster 6 ..."). */
+typedef void (*topcow_report_fn)(void *opaque, const char *line);
+
+/* Check the image's metadata.  Returns 0 when the check ran (whatever it
+ * found; see *@res), -ENOTSUP when the format has no check, or -errno. */
+TOPCOW_API int topcow_image_check(struct topcow_image *img, unsigned flags,
+                                  struct topcow_check_result *res, topcow_report_fn report,
+                                  void *opaque);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TOPCOW_H */

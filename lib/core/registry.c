@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: MIT
+/* The format registry: a const table, no constructors, no plugins.  Probing
+ * reads magic numbers only; raw is the fallback with the lowest score. */
+#include <string.h>
+
+#include "minmax.h"
+#include "image.h"
+
+static const struct format_ops *const formats[] = {
+    &qcow2_format,
+    &raw_format,
+};
+
+const struct format_ops *
+format_lookup(const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(formats); i++)
+        if (strcmp(formats[i]->name, name) == 0)
+            return formats[i];
+    return NULL;
+}
+
+const struct format_ops *
+format_probe(const uint8_t *buf, size_t len)
+{
+    const struct format_ops *best = &raw_format;
+    int best_score = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
+        int score = formats[i]->probe ? formats[i]->probe(buf, len) : 0;
+        if (score > best_score) {
+            best = formats[i];
+            best_score = score;
+        }
+    }
+    return best;
+}

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: MIT
+/* The read path: map a run under the lock, then transfer without it.  The
+ * guest clusters being read are held shared in the range lock, so no
+ * concurrent write, zero or discard can change or free their host clusters
+ * while the transfer runs. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "minmax.h"
+#include "error.h"
+#include "qcow2-internal.h"
+
+int
+qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out)
+{
+    uint64_t off, len;
+    qcow2_compressed_range(s, l2e, &off, &len);
+    uint8_t *in = malloc(len);
+    if (!in)
+        return err_set(-ENOMEM, "out of memory");
+    int r = io_pread(s->file, in, len, off);
+    if (r == 0) {
+        r = qcow2_decompress(s, in, len, out, s->cluster_size);
+        if (r == -EUCLEAN)
+            r = QERR(s, r, "qcow2: compressed cluster at host offset 0x%" PRIx64
+                           " does not decompress", off);
+    }
+    free(in);
+    return r;
+}
+
+int
+qcow2_read_cluster_part(struct qcow2_state *s, const struct qcow2_extent *ext, uint64_t guest_off,
+                        uint8_t *buf, size_t len)
+{
+    switch (ext->type) {
+    case QCOW2_NORMAL:
+        return io_pread(s->data_file, buf, len, ext->host);
+    case QCOW2_ZERO_PLAIN:
+    case QCOW2_ZERO_ALLOC:
+        memset(buf, 0, len);
+        return 0;
+    case QCOW2_UNALLOCATED:
+    case QCOW2_UNALLOCATED_ALLOC:
+        return image_backing_pread(s->img, buf, len, guest_off);
+    case QCOW2_COMPRESSED: {
+        uint8_t *tmp = malloc(s->cluster_size);
+        if (!tmp)
+            return err_set(-ENOMEM, "out of memory");
+        int r = qcow2_read_compressed(s, ext->l2e, tmp);
+        if (r == 0)
+            memcpy(buf, tmp + qcow2_offset_into_cluster(s, guest_off), len);
+        free(tmp);
+        return r;
+    }
+    }
+    return err_set(-EINVAL, "internal: bad extent type");
+}
+
+int
+qcow2_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    struct range_req req;
+    int r = 0;
+
+    pthread_mutex_lock(&s->lock);
+    range_lock_acquire(&s->ranges, &req, off >> s->cluster_bits,
+                       ((off + len - 1) >> s->cluster_bits) + 1, false);
+    for (size_t pos = 0; pos < len && r == 0;) {
+        struct qcow2_extent e;
+        r = qcow2_map(s, off + pos, len - pos, &e);
+        if (r < 0)
+            break;
+        pthread_mutex_unlock(&s->lock);
+        r = qcow2_read_cluster_part(s, &e, off + pos, (uint8_t *)buf + pos, e.len);
+        pthread_mutex_lock(&s->lock);
+        pos += e.len;
+    }
+    range_lock_release(&s->ranges, &req);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}

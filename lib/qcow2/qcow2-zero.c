@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: MIT
+/* Zero writes and discard, with QEMU's semantics (notes §1a "Zero clusters,
+ * discard"):
+ * - v3 zero writes set the zero flag (subcluster zero bits with extended L2);
+ *   the host cluster is kept unless unmapping is allowed or it is shared.
+ *   Parts of clusters (subclusters) are written as explicit zeros.
+ * - v2 has no zero flag: without a backing file a cluster can simply be
+ *   unallocated; otherwise zeros are written.
+ * - discard touches whole clusters only; in v3 an allocated or backed cluster
+ *   becomes a zero cluster, in v2 it becomes unallocated (re-exposing the
+ *   backing file).  Freed clusters are punched in the host file once the
+ *   change is durable. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "minmax.h"
+#include "error.h"
+#include "qcow2-internal.h"
+
+static bool
+has_host(const struct qcow2_state *s, uint64_t e)
+{
+    return !(e & QCOW_OFLAG_COMPRESSED) &&
+           ((e & L2E_OFFSET_MASK) != 0 || (s->external_data && (e & QCOW_OFLAG_COPIED)));
+}
+
+/* Write explicit zeros over [off, off+len) through the write path.  Needs the
+ * lock and the range held exclusive. */
+static int
+write_zero_bytes(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    size_t chunk = (size_t)MIN(len, 1u << 20);
+    uint8_t *zeros = calloc(1, chunk);
+    if (!zeros)
+        return err_set(-ENOMEM, "out of memory");
+    int r = 0;
+    while (len > 0 && r == 0) {
+        size_t n = (size_t)MIN(len, chunk);
+        r = qcow2_write_locked(s, zeros, n, off);
+        off += n;
+        len -= n;
+    }
+    free(zeros);
+    return r;
+}
+
+/* Keep a raw external data file equal to the guest view. */
+static int
+zero_raw_data(struct qcow2_state *s, uint64_t host, uint64_t len)
+{
+    if (!s->data_file_raw)
+        return 0;
+    return io_write_zeroes(s->data_file, host, len, IO_ZERO_MAY_UNMAP);
+}
+
+/* Zero the granules [a, b) (whole clusters, or subclusters with extended
+ * L2) of one cluster's entry *e / *bm.  Returns 0, -errno, or 1 when the
+ * cluster needs explicit zeros instead (a compressed cluster partly zeroed). */
+static int
+zero_entry(struct qcow2_state *s, uint64_t *e, uint64_t *bm, uint64_t a, uint64_t b,
+           unsigned flags)
+{
+    const uint64_t cs = s->cluster_size;
+    bool unmap = flags & TOPCOW_ZERO_MAY_UNMAP;
+    uint64_t old = *e;
+    int r = 0;
+
+    if (!s->ext_l2) {
+        if (has_host(s, old) && (old & QCOW_OFLAG_COPIED) && !unmap) {
+            *e = old | QCOW_OFLAG_ZERO; /* keep the host cluster */
+            return zero_raw_data(s, old & L2E_OFFSET_MASK, cs);
+        }
+        if (has_host(s, old) && s->external_data)
+            r = zero_raw_data(s, old & L2E_OFFSET_MASK, cs);
+        if (r == 0)
+            r = qcow2_free_l2_entry(s, old, unmap);
+        *e = QCOW_OFLAG_ZERO;
+        return r;
+    }
+
+    if (old & QCOW_OFLAG_COMPRESSED) {
+        if (a != 0 || b != cs)
+            return 1;
+        r = qcow2_free_l2_entry(s, old, unmap);
+        *e = 0;
+        *bm = SC_ZERO_MASK;
+        return r;
+    }
+    uint64_t nbm = *bm;
+    for (uint64_t sc = a >> s->subcluster_bits; sc < b >> s->subcluster_bits; sc++) {
+        nbm &= ~(1ull << sc);
+        nbm |= 1ull << (32 + sc);
+    }
+    if (has_host(s, old))
+        r = zero_raw_data(s, (old & L2E_OFFSET_MASK) + a, b - a);
+    if (r == 0 && nbm == SC_ZERO_MASK && has_host(s, old) &&
+        (unmap || !(old & QCOW_OFLAG_COPIED))) {
+        r = qcow2_free_l2_entry(s, old, unmap);
+        *e = 0;
+    }
+    *bm = nbm;
+    return r;
+}
+
+/* Zero granule-aligned [off, off+len) through the zero flag.  Needs the lock
+ * and the range held exclusive. */
+static int
+zero_aligned(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
+{
+    const uint64_t cs = s->cluster_size;
+    uint64_t end = off + len, pos = off;
+    int r;
+    if (s->lazy_refcounts && (r = qcow2_mark_dirty(s)) < 0)
+        return r;
+    while (pos < end) {
+        uint64_t l2_span = cs << s->l2_bits;
+        uint64_t table_end = MIN(end, (pos & ~(l2_span - 1)) + l2_span);
+        uint8_t *l2;
+        r = qcow2_get_l2(s, qcow2_l1_index(s, pos), false, &l2);
+        if (r < 0)
+            return r;
+        if (!l2 && !s->img->backing) { /* already reads as zeros */
+            pos = table_end;
+            continue;
+        }
+        qcow2_cache_put(s->l2_cache, l2);
+        r = qcow2_get_l2(s, qcow2_l1_index(s, pos), true, &l2);
+        if (r < 0)
+            return r;
+        uint64_t fallback_off = 0, fallback_len = 0;
+        for (; pos < table_end && r == 0;) {
+            uint64_t i = qcow2_l2_index(s, pos), g = pos & ~(cs - 1);
+            uint64_t a = pos - g, b = MIN(table_end - g, cs);
+            uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2_bitmap_get(s, l2, i);
+            r = qcow2_validate_l2e(s, e, g);
+            if (r == 0)
+                r = zero_entry(s, &e, &bm, a, b, flags);
+            if (r == 1) { /* remember it; written after the table is released */
+                fallback_off = pos;
+                fallback_len = b - a;
+                r = 0;
+                pos = g + b;
+                break;
+            }
+            if (r == 0) {
+                qcow2_l2e_set(s, l2, i, e, bm);
+                qcow2_cache_mark_dirty(s->l2_cache, l2);
+            }
+            pos = g + b;
+        }
+        qcow2_cache_put(s->l2_cache, l2);
+        if (r == 0 && fallback_len) {
+            if (flags & TOPCOW_ZERO_FAST)
+                return QERR(s, -ENOTSUP, "qcow2: zeroing part of a compressed cluster is slow");
+            r = write_zero_bytes(s, fallback_off, fallback_len);
+        }
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* v2: no zero flag.  Without a backing file an unallocated cluster reads as
+ * zeros, so whole clusters can be unallocated; everything else gets zeros. */
+static int
+zero_v2(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
+{
+    const uint64_t cs = s->cluster_size;
+    uint64_t pos = off, end = off + len;
+    while (pos < end) {
+        uint64_t g = pos & ~(cs - 1), n = MIN(end, g + cs) - pos;
+        struct qcow2_extent ext;
+        int r = qcow2_map(s, pos, n, &ext);
+        if (r < 0)
+            return r;
+        bool whole = pos == g && n == cs;
+        bool reads_zero = (ext.type == QCOW2_UNALLOCATED && !s->img->backing);
+        if (reads_zero) {
+            pos += ext.len;
+            continue;
+        }
+        if (whole && !s->img->backing && (flags & TOPCOW_ZERO_MAY_UNMAP)) {
+            uint8_t *l2;
+            r = qcow2_get_l2(s, qcow2_l1_index(s, pos), true, &l2);
+            if (r < 0)
+                return r;
+            uint64_t i = qcow2_l2_index(s, pos);
+            r = qcow2_free_l2_entry(s, qcow2_l2e_get(s, l2, i), true);
+            qcow2_l2e_set(s, l2, i, 0, 0);
+            qcow2_cache_mark_dirty(s->l2_cache, l2);
+            qcow2_cache_put(s->l2_cache, l2);
+            if (r < 0)
+                return r;
+            pos += n;
+            continue;
+        }
+        if (flags & TOPCOW_ZERO_FAST)
+            return QERR(s, -ENOTSUP, "qcow2: compat=0.10 images cannot zero quickly here");
+        r = write_zero_bytes(s, pos, ext.len);
+        if (r < 0)
+            return r;
+        pos += ext.len;
+    }
+    return 0;
+}
+
+int
+qcow2_write_zeroes(struct topcow_image *img, uint64_t off, uint64_t len, unsigned flags)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    struct range_req req;
+    uint64_t gran = s->subcluster_size;
+    uint64_t end = off + len;
+    /* The end of the disk counts as a granule boundary. */
+    uint64_t a = ALIGN_UP(off, gran);
+    uint64_t b = end == img->size ? ALIGN_UP(end, gran) : ALIGN_DOWN(end, gran);
+    int r = 0;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->corrupt) {
+        pthread_mutex_unlock(&s->lock);
+        return QERR(s, -EIO, "qcow2: image is marked corrupt; writes are refused");
+    }
+    range_lock_acquire(&s->ranges, &req, off >> s->cluster_bits,
+                       ((end - 1) >> s->cluster_bits) + 1, true);
+    if (s->h.version < 3) {
+        r = zero_v2(s, off, len, flags);
+    } else if (a >= b) {
+        r = (flags & TOPCOW_ZERO_FAST) ? QERR(s, -ENOTSUP, "qcow2: sub-cluster zeroing is slow")
+                                        : write_zero_bytes(s, off, len);
+    } else {
+        if (off < a)
+            r = (flags & TOPCOW_ZERO_FAST) ? QERR(s, -ENOTSUP, "qcow2: sub-cluster zeroing is slow")
+                                            : write_zero_bytes(s, off, a - off);
+        if (r == 0)
+            r = zero_aligned(s, a, b - a, flags);
+        if (r == 0 && b < end)
+            r = (flags & TOPCOW_ZERO_FAST) ? QERR(s, -ENOTSUP, "qcow2: sub-cluster zeroing is slow")
+                                            : write_zero_bytes(s, b, end - b);
+    }
+    range_lock_release(&s->ranges, &req);
+    if (r == 0 && (flags & TOPCOW_WRITE_FUA))
+        r = qcow2_flush_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int
+qcow2_discard(struct topcow_image *img, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    const uint64_t cs = s->cluster_size;
+    uint64_t end = off + len;
+    uint64_t a = ALIGN_UP(off, cs);
+    uint64_t b = end == img->size ? ALIGN_UP(end, cs) : ALIGN_DOWN(end, cs);
+    if (a >= b)
+        return 0; /* parts of clusters are ignored, as QEMU does */
+    struct range_req req;
+    int r = 0;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->corrupt) {
+        pthread_mutex_unlock(&s->lock);
+        return QERR(s, -EIO, "qcow2: image is marked corrupt; writes are refused");
+    }
+    range_lock_acquire(&s->ranges, &req, a >> s->cluster_bits, b >> s->cluster_bits, true);
+    bool backing = s->img->backing != NULL;
+    for (uint64_t pos = a; pos < b && r == 0;) {
+        uint64_t l2_span = cs << s->l2_bits;
+        uint64_t table_end = MIN(b, (pos & ~(l2_span - 1)) + l2_span);
+        uint8_t *l2;
+        /* An absent table needs zero flags only to hide a v3 backing file. */
+        bool need = backing && s->h.version >= 3;
+        r = qcow2_get_l2(s, qcow2_l1_index(s, pos), need, &l2);
+        if (r < 0 || !l2) {
+            pos = table_end;
+            continue;
+        }
+        for (; pos < table_end && r == 0; pos += cs) {
+            uint64_t i = qcow2_l2_index(s, pos);
+            uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2_bitmap_get(s, l2, i);
+            bool allocated = has_host(s, e) || (e & QCOW_OFLAG_COMPRESSED);
+            uint64_t ne, nbm = 0;
+            if (s->h.version < 3) {
+                ne = 0;
+            } else if (allocated || backing) {
+                ne = s->ext_l2 ? 0 : QCOW_OFLAG_ZERO;
+                nbm = s->ext_l2 ? SC_ZERO_MASK : 0;
+            } else {
+                continue;
+            }
+            if (ne == e && nbm == bm)
+                continue;
+            r = qcow2_validate_l2e(s, e, pos);
+            if (r == 0 && allocated && s->external_data)
+                r = s->data_file_raw ? zero_raw_data(s, e & L2E_OFFSET_MASK, cs)
+                                     : io_discard(s->data_file, e & L2E_OFFSET_MASK, cs);
+            if (r == 0)
+                r = qcow2_free_l2_entry(s, e, true);
+            if (r == 0) {
+                qcow2_l2e_set(s, l2, i, ne, nbm);
+                qcow2_cache_mark_dirty(s->l2_cache, l2);
+            }
+        }
+        qcow2_cache_put(s->l2_cache, l2);
+    }
+    range_lock_release(&s->ranges, &req);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
