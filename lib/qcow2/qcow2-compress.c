@@ -7,6 +7,7 @@
  * full.  libdeflate is used when built in (several times faster than zlib
  * on whole buffers), with zlib as the fallback for streams it rejects. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -38,20 +39,64 @@ inflate_zlib(const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen)
     return ok ? 0 : -EUCLEAN;
 }
 
+/* Per-thread decompression contexts, created on first use and released by
+ * a thread-exit destructor (conversions run many short-lived workers). */
+struct codec_ctx {
 #ifdef HAVE_LIBDEFLATE
-static _Thread_local struct libdeflate_decompressor *tls_inflater;
+    struct libdeflate_decompressor *inflater;
 #endif
+#ifdef HAVE_ZSTD
+    ZSTD_DCtx *zstd;
+#endif
+    int unused;
+};
+
+static pthread_key_t ctx_key;
+static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
+
+static void
+ctx_free(void *p)
+{
+    struct codec_ctx *c = p;
+#ifdef HAVE_LIBDEFLATE
+    if (c->inflater)
+        libdeflate_free_decompressor(c->inflater);
+#endif
+#ifdef HAVE_ZSTD
+    ZSTD_freeDCtx(c->zstd);
+#endif
+    free(c);
+}
+
+static void
+ctx_key_init(void)
+{
+    pthread_key_create(&ctx_key, ctx_free);
+}
+
+static struct codec_ctx *
+thread_ctx(void)
+{
+    pthread_once(&ctx_once, ctx_key_init);
+    struct codec_ctx *c = pthread_getspecific(ctx_key);
+    if (!c && (c = calloc(1, sizeof *c)) && pthread_setspecific(ctx_key, c) != 0) {
+        free(c);
+        c = NULL;
+    }
+    return c;
+}
 
 static int
 decompress_deflate(const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen)
 {
 #ifdef HAVE_LIBDEFLATE
-    if (!tls_inflater)
-        tls_inflater = libdeflate_alloc_decompressor();
-    if (tls_inflater) {
+    struct codec_ctx *c = thread_ctx();
+    if (c && !c->inflater)
+        c->inflater = libdeflate_alloc_decompressor();
+    if (c && c->inflater) {
         size_t in_used, out_got;
         enum libdeflate_result res = libdeflate_deflate_decompress_ex(
-            tls_inflater, in, inlen, out, outlen, &in_used, &out_got);
+            c->inflater, in, inlen, out, outlen, &in_used, &out_got);
         if (res == LIBDEFLATE_SUCCESS && out_got == outlen)
             return 0;
     }
@@ -59,16 +104,14 @@ decompress_deflate(const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen)
     return inflate_zlib(in, inlen, out, outlen);
 }
 
-#ifdef HAVE_ZSTD
-static _Thread_local ZSTD_DCtx *tls_zstd;
-#endif
-
 static int
 decompress_zstd(const uint8_t *in, size_t inlen, uint8_t *out, size_t outlen)
 {
 #ifdef HAVE_ZSTD
-    if (!tls_zstd && !(tls_zstd = ZSTD_createDCtx()))
+    struct codec_ctx *c = thread_ctx();
+    if (!c || (!c->zstd && !(c->zstd = ZSTD_createDCtx())))
         return -ENOMEM;
+    ZSTD_DCtx *tls_zstd = c->zstd;
     ZSTD_DCtx_reset(tls_zstd, ZSTD_reset_session_only);
     ZSTD_inBuffer ib = { in, inlen, 0 };
     ZSTD_outBuffer ob = { out, outlen, 0 };
