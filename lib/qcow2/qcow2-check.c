@@ -30,6 +30,8 @@ struct walk {
     void *opaque;
     uint64_t next_contiguous;    /* fragmentation accounting */
     bool broken;                 /* found something a rebuild cannot fix */
+    bool skip_refcounts;         /* do not count the refcount table and blocks
+                                  * (a rebuild replaces them) */
 };
 
 static void __attribute__((format(printf, 2, 3)))
@@ -288,6 +290,8 @@ walk_all(struct walk *w)
     for (unsigned x = 0; x < s->nb_exts && r == 0; x++)
         if (s->exts[x].type == QCOW2_EXT_CRYPTO && s->exts[x].len >= 16)
             r = add_ref(w, be64_get(s->exts[x].data), be64_get(s->exts[x].data + 8));
+    if (w->skip_refcounts)
+        return r;
     if (r == 0)
         r = add_ref(w, s->h.refcount_table_offset,
                     (uint64_t)s->h.refcount_table_clusters << s->cluster_bits);
@@ -414,7 +418,7 @@ int
 qcow2_rebuild_refcounts(struct qcow2_state *s)
 {
     struct topcow_check_result res = { .struct_size = sizeof res };
-    struct walk w = { .s = s, .res = &res };
+    struct walk w = { .s = s, .res = &res, .skip_refcounts = true };
     int r = walk_all(&w);
     if (r == 0 && w.broken)
         r = QERR(s, -EUCLEAN, "qcow2: cannot rebuild refcounts: the metadata is corrupt "
