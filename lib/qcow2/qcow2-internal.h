@@ -199,6 +199,7 @@ struct qcow2_state {
     bool dirty_bit_set;        /* header dirty bit is set on disk (lazy refcounts) */
     bool corrupt;              /* metadata corruption seen: refuse further writes */
     uint64_t file_size_at_open;
+    int prealloc_detected;     /* -1 not yet known, 0 no, 1 metadata preallocation */
 };
 
 /* ---- qcow2-header.c ------------------------------------------------------ */

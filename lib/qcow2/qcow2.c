@@ -216,6 +216,7 @@ qcow2_open(struct topcow_image *img)
     if (r < 0)
         goto fail;
     s->fresh_from = ALIGN_UP(file_size, s->cluster_size) >> s->cluster_bits;
+    s->prealloc_detected = -1;
     img->size = s->h.size;
 
     if (!s->read_only) {
@@ -292,6 +293,32 @@ qcow2_close(struct topcow_image *img)
     img->priv = NULL;
 }
 
+/* Whether the image looks metadata-preallocated: clearly more clusters are
+ * refcounted than the host file really stores.  Then mapped clusters may be
+ * holes in the file, and block status asks the file, as QEMU does.  Needs
+ * s->lock; computed once. */
+static int
+detect_prealloc(struct qcow2_state *s)
+{
+    if (s->prealloc_detected >= 0)
+        return s->prealloc_detected;
+    uint64_t flen, alloc;
+    s->prealloc_detected = 0;
+    if (io_get_size(s->file, &flen) < 0 || io_allocated_size(s->file, &alloc) < 0)
+        return 0;
+    uint64_t real = alloc >> s->cluster_bits;
+    uint64_t threshold = MAX(real * 10 / 9, real + 2), count = 0;
+    uint64_t end = DIV_ROUND_UP(flen, s->cluster_size);
+    for (uint64_t i = 0; i < end && count < threshold; i++) {
+        uint64_t rc;
+        if (qcow2_refcount_get(s, i, &rc) < 0)
+            return 0;
+        count += rc != 0;
+    }
+    s->prealloc_detected = count >= threshold;
+    return s->prealloc_detected;
+}
+
 static unsigned
 extent_class(const struct qcow2_extent *e, uint64_t *host)
 {
@@ -335,7 +362,21 @@ qcow2_block_status(struct topcow_image *img, uint64_t off, uint64_t len, struct 
         }
         r = r < 0 && ext->length ? 0 : r;
     }
+    bool ask_file = r == 0 && (ext->flags & TOPCOW_EXTENT_OFFSET_VALID) &&
+                    !(ext->flags & TOPCOW_EXTENT_ZERO) &&
+                    !s->external_data && detect_prealloc(s);
     pthread_mutex_unlock(&s->lock);
+    if (ask_file) {
+        /* A hole in the file under mapped clusters reads as zeros. */
+        bool is_data;
+        uint64_t n;
+        r = io_block_status(s->data_file, ext->host_offset, ext->length, &is_data, &n);
+        if (r == 0) {
+            ext->length = n;
+            if (!is_data)
+                ext->flags |= TOPCOW_EXTENT_ZERO;
+        }
+    }
     if (ext->flags & TOPCOW_EXTENT_OFFSET_VALID)
         ext->file = s->data_file->name;
     return r;
