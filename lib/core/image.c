@@ -62,16 +62,18 @@ static int open_chain(struct topcow_image **imgp, const char *path,
 static int
 open_backing(struct topcow_image *img, const struct topcow_open_opts *top_opts)
 {
-    if (!img->backing_file || (img->flags & TOPCOW_OPEN_NO_BACKING))
+    if (!img->backing_file)
         return 0;
-    RETURN_ERR_IF(img->chain_depth + 1 >= MAX_CHAIN_DEPTH, -ELOOP,
-                  "%s: backing chain deeper than %d images (a loop?)", img->filename,
-                  MAX_CHAIN_DEPTH);
     if (!img->full_backing_filename) {
         img->full_backing_filename = image_resolve_relative(img->filename, img->backing_file);
         if (!img->full_backing_filename)
             return err_set(-ENOMEM, "out of memory");
     }
+    if (img->flags & TOPCOW_OPEN_NO_BACKING)
+        return 0;
+    RETURN_ERR_IF(img->chain_depth + 1 >= MAX_CHAIN_DEPTH, -ELOOP,
+                  "%s: backing chain deeper than %d images (a loop?)", img->filename,
+                  MAX_CHAIN_DEPTH);
     /* Backing files are opened read-only; the format named by the image is
      * used as is and never probed. */
     struct topcow_open_opts bo = TOPCOW_OPEN_OPTS_INIT;
@@ -352,8 +354,7 @@ topcow_image_block_status(struct topcow_image *img, uint64_t off, uint64_t len, 
         }
         if (off >= cur->backing->size) {
             /* Past the end of a shorter backing file: zeros. */
-            ext->flags = TOPCOW_EXTENT_ZERO;
-            ext->depth = depth + 1;
+            ext->flags = TOPCOW_EXTENT_ZERO | (ext->flags & TOPCOW_EXTENT_OFFSET_VALID);
             return 0;
         }
         len = MIN(len, cur->backing->size - off);

@@ -17,10 +17,14 @@ raw_probe(const uint8_t *buf, size_t len)
     return 1;
 }
 
+/* The virtual size is the file size rounded up to whole 512-byte sectors,
+ * as QEMU sees raw files; the tail past the end of the file reads as zeros. */
 static int
 raw_open(struct topcow_image *img)
 {
-    return io_get_size(img->file, &img->size);
+    int r = io_get_size(img->file, &img->size);
+    img->size = ALIGN_UP(img->size, 512);
+    return r;
 }
 
 static void

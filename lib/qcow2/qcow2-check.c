@@ -25,6 +25,7 @@ struct walk {
     uint32_t *refs;              /* references per host cluster (saturating) */
     uint64_t nrefs;
     uint64_t limit;              /* refuse to track clusters beyond this */
+    uint64_t file_size;
     struct topcow_check_result *res;
     topcow_report_fn report;
     void *opaque;
@@ -62,6 +63,14 @@ add_ref(struct walk *w, uint64_t off, uint64_t len)
         return 0;
     const struct qcow2_state *s = w->s;
     uint64_t first = off >> s->cluster_bits, last = (off + len - 1) >> s->cluster_bits;
+    /* A reference reaching a whole cluster or more past the end of the file
+     * points at nothing: report it and do not count it (as qemu-img). */
+    if (off + len > w->file_size && off + len - w->file_size >= s->cluster_size) {
+        say(w, "ERROR: counting reference for region exceeding the end of the file by one "
+               "cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64, off, len);
+        corruption(w);
+        return 0;
+    }
     if (last >= w->limit) {
         say(w, "ERROR: offset=%" PRIx64 " is far beyond the end of the image file", off);
         corruption(w);
@@ -95,9 +104,10 @@ read_table(struct qcow2_state *s, uint64_t off, uint64_t n, uint8_t **out)
 /* Walk one L2 table.  @active: part of the active L1 (COPIED flags and
  * fragmentation statistics are checked only there). */
 static int
-walk_l2(struct walk *w, uint64_t l2off, uint8_t *l2, bool active)
+walk_l2(struct walk *w, uint8_t *l2, bool active)
 {
     struct qcow2_state *s = w->s;
+    w->next_contiguous = 0; /* fragmentation is counted within each L2 table */
     for (uint64_t i = 0; i < s->l2_entries; i++) {
         uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2_bitmap_get(s, l2, i);
         if (e & QCOW_OFLAG_COMPRESSED) {
@@ -110,6 +120,7 @@ walk_l2(struct walk *w, uint64_t l2off, uint8_t *l2, bool active)
                 say(w, "ERROR compressed cluster %" PRIu64 " with non-zero subcluster "
                        "allocation bitmap, entry=0x%" PRIx64, i, e);
                 corruption(w);
+                continue; /* not trusted: neither counted nor referenced */
             }
             uint64_t off, len;
             qcow2_compressed_range(s, e, &off, &len);
@@ -127,24 +138,26 @@ walk_l2(struct walk *w, uint64_t l2off, uint8_t *l2, bool active)
             say(w, "ERROR found l2 entry with reserved bits set: %016" PRIx64, e);
             corruption(w);
         }
+        uint64_t host = e & L2E_OFFSET_MASK;
+        bool present = host || (s->external_data && (e & QCOW_OFLAG_COPIED));
         if (s->ext_l2) {
             uint64_t alloc = bm & SC_ALLOC_MASK, zero = bm >> 32;
-            bool host = (e & L2E_OFFSET_MASK) || (s->external_data && (e & QCOW_OFLAG_COPIED));
-            if ((alloc & zero) || (!host && alloc)) {
-                say(w, "ERROR invalid cluster entry found  (L2 offset: %#" PRIx64
-                       ", L2 index: %#" PRIx64 ")", l2off, i);
+            if (present && (alloc & zero)) {
+                say(w, "ERROR offset=%" PRIx64 ": Allocated cluster has corrupted subcluster "
+                       "allocation bitmap", host);
+                corruption(w);
+            } else if (!present && alloc) {
+                say(w, "ERROR: Unallocated cluster has non-zero subcluster allocation map");
                 corruption(w);
             }
         }
-        uint64_t host = e & L2E_OFFSET_MASK;
-        bool present = host || (s->external_data && (e & QCOW_OFLAG_COPIED));
         if (!present)
             continue;
         if (!IS_ALIGNED(host, s->cluster_size)) {
-            say(w, "ERROR offset=%" PRIx64 ": Cluster is not properly aligned; L2 entry "
+            /* Still counted, over the clusters the entry overlaps. */
+            say(w, "ERROR offset=%" PRIx64 ": Data cluster is not properly aligned; L2 entry "
                    "corrupted.", host);
             corruption(w);
-            continue;
         }
         if (active) {
             w->res->allocated_clusters++;
@@ -191,13 +204,12 @@ walk_l1(struct walk *w, uint64_t l1off, uint64_t l1n, bool active)
         if (r < 0)
             break;
         r = io_pread(s->file, l2, s->cluster_size, off);
-        if (r < 0) {
+        if (r < 0) { /* the counts would be meaningless: stop, as qemu-img does */
             w->res->check_errors++;
             say(w, "ERROR: I/O error in check_refcounts_l2");
-            r = 0;
-            continue;
+            break;
         }
-        r = walk_l2(w, off, l2, active);
+        r = walk_l2(w, l2, active);
     }
     free(l1);
     free(l2);
@@ -266,6 +278,7 @@ walk_all(struct walk *w)
     if (r < 0)
         return r;
     uint64_t file_clusters = DIV_ROUND_UP(file_size, s->cluster_size);
+    w->file_size = file_size;
     w->nrefs = MAX(file_clusters, 1);
     w->limit = MAX(file_clusters * 4 + (1u << 20), s->rt_entries << s->rb_bits);
     w->refs = calloc(w->nrefs, sizeof *w->refs);
