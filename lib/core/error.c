@@ -52,6 +52,12 @@ err_set_errno(int neg_errno, const char *fmt, ...)
     return neg_errno;
 }
 
+void
+err_clear(void)
+{
+    err_msg[0] = '\0';
+}
+
 int
 err_is_set(void)
 {

@@ -18,6 +18,10 @@ int err_set(int neg_errno, const char *fmt, ...) __attribute__((format(printf, 2
 /* Like err_set, but appends ": strerror(-neg_errno)". */
 int err_set_errno(int neg_errno, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Forget the recorded message (after a failure the caller chose to ignore,
+ * such as an advisory hole punch), so it cannot mask a later one. */
+void err_clear(void);
+
 /* Whether a message has been recorded since err_begin(). */
 int err_is_set(void);
 

@@ -58,6 +58,7 @@ image_free(struct topcow_image *img)
 
 static int open_chain(struct topcow_image **imgp, const char *path,
                       const struct topcow_open_opts *opts, unsigned depth);
+static int image_close(struct topcow_image *img);
 
 static int
 open_backing(struct topcow_image *img, const struct topcow_open_opts *top_opts)
@@ -136,7 +137,7 @@ open_on_io(struct topcow_image **imgp, struct io *file, const char *name,
     }
     r = open_backing(img, opts);
     if (r < 0) {
-        topcow_image_close(img);
+        image_close(img);
         return r;
     }
     *imgp = img;
@@ -193,8 +194,9 @@ image_open_io(struct topcow_image **imgp, struct io *file, const char *name,
     return open_on_io(imgp, file, name, opts_or_default(opts, &o), 0);
 }
 
-int
-topcow_image_close(struct topcow_image *img)
+/* Close @img and its backing chain; the first failure's message stays. */
+static int
+image_close(struct topcow_image *img)
 {
     if (!img)
         return 0;
@@ -204,10 +206,19 @@ topcow_image_close(struct topcow_image *img)
     if (img->ops->close_clean && r == 0 && !img->read_only)
         r = img->ops->close_clean(img);
     img->ops->close(img);
-    int rb = topcow_image_close(img->backing);
+    int rb = image_close(img->backing);
     io_close(img->file);
     image_free(img);
     return r < 0 ? r : rb;
+}
+
+int
+topcow_image_close(struct topcow_image *img)
+{
+    if (!img)
+        return 0; /* a true no-op: the last error message stays */
+    err_begin("close");
+    return image_close(img);
 }
 
 /* ---- creation ----------------------------------------------------------- */

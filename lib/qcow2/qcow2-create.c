@@ -232,12 +232,28 @@ out:
     return r;
 }
 
+/* Make [@host, @host+@len) of the data file exist (and, for falloc/full,
+ * be allocated) before any L2 entry points at it. */
+static int
+extend_data(struct qcow2_state *s, uint64_t host, uint64_t len, enum topcow_prealloc mode)
+{
+    struct io *df = s->data_file;
+    uint64_t fsize;
+    int r = io_get_size(df, &fsize);
+    if (r == 0 && fsize < host + len)
+        r = io_truncate(df, host + len);
+    if (r == 0 && mode == TOPCOW_PREALLOC_FALLOC)
+        r = io_preallocate(df, host, len);
+    else if (r == 0 && mode == TOPCOW_PREALLOC_FULL)
+        r = io_write_zeroes(df, host, len, 0);
+    return r;
+}
+
 int
 qcow2_preallocate(struct qcow2_state *s, enum topcow_prealloc mode)
 {
     const uint64_t cs = s->cluster_size;
     uint64_t nclusters = DIV_ROUND_UP(s->h.size, cs);
-    uint64_t data_start = UINT64_MAX, data_end = 0;
     int r = 0;
 
     pthread_mutex_lock(&s->lock);
@@ -252,32 +268,18 @@ qcow2_preallocate(struct qcow2_state *s, enum topcow_prealloc mode)
         bool fresh;
         if (!s->external_data)
             r = qcow2_alloc_clusters(s, n, &host, &n, &fresh);
+        /* The clusters read as zeros (a hole, or allocated zeros) before the
+         * L2 entries that map them exist, even in the cache. */
+        if (r == 0)
+            r = extend_data(s, host, n * cs, mode);
         for (uint64_t k = 0; k < n && r == 0; k++)
             qcow2_l2e_set(s, l2, i + k, (host + k * cs) | QCOW_OFLAG_COPIED, 0);
         qcow2_cache_mark_dirty(s->l2_cache, l2);
         qcow2_cache_put(s->l2_cache, l2);
-        data_start = MIN(data_start, host);
-        data_end = MAX(data_end, host + n * cs);
         c += n;
     }
     if (r == 0)
         r = qcow2_flush_locked(s);
     pthread_mutex_unlock(&s->lock);
-    if (r < 0 || nclusters == 0)
-        return r;
-
-    /* The data clusters must read as zeros: extend the file over them (a
-     * sparse hole), or allocate them for falloc/full. */
-    struct io *df = s->data_file;
-    uint64_t fsize;
-    r = io_get_size(df, &fsize);
-    if (r == 0 && fsize < data_end)
-        r = io_truncate(df, data_end);
-    if (r == 0 && mode == TOPCOW_PREALLOC_FALLOC)
-        r = io_preallocate(df, data_start, data_end - data_start);
-    else if (r == 0 && mode == TOPCOW_PREALLOC_FULL)
-        r = io_write_zeroes(df, data_start, data_end - data_start, 0);
-    if (r == 0)
-        r = io_flush(df);
     return r;
 }

@@ -23,16 +23,33 @@
 int
 qcow2_sync(struct qcow2_state *s)
 {
-    s->deps_unsynced = false;
-    s->tables_unsynced = false;
-    if (s->unsafe)
-        return 0;
     int r = 0;
-    if (s->data_file != s->file)
+    if (!s->unsafe && s->data_file != s->file)
         r = io_flush(s->data_file);
-    if (r == 0)
+    if (!s->unsafe && r == 0)
         r = io_flush(s->file);
+    /* After a failed fsync nothing is known to be durable: keep the flags so
+     * the next flush still orders its writes. */
+    if (r == 0) {
+        s->deps_unsynced = false;
+        s->tables_unsynced = false;
+    }
     return r;
+}
+
+bool
+qcow2_metadata_dirty(struct qcow2_state *s)
+{
+    if (s->deps_unsynced || s->tables_unsynced || s->nb_pending ||
+        qcow2_cache_has_dirty(s->l2_cache) || qcow2_cache_has_dirty(s->rb_cache))
+        return true;
+    for (uint64_t c = 0; c < DIV_ROUND_UP(s->l1_size, 64); c++)
+        if (s->l1_dirty[c])
+            return true;
+    for (uint64_t c = 0; c < DIV_ROUND_UP(s->rt_entries, 64); c++)
+        if (s->rt_dirty[c])
+            return true;
+    return false;
 }
 
 int

@@ -271,6 +271,9 @@ void qcow2_rb_set(const struct qcow2_state *s, uint8_t *block, uint64_t i, uint6
 
 /* fsync the image (and data) file if anything was written since the last one. */
 int qcow2_sync(struct qcow2_state *s);
+/* Whether any metadata change is not yet durable (then a FUA write must run
+ * a full flush, not just a data fsync). */
+bool qcow2_metadata_dirty(struct qcow2_state *s);
 /* Everything an L2 table may point at is durable: refcount blocks and the
  * refcount table written, data and metadata synced.  Called before any L2
  * table is written. */

@@ -475,26 +475,31 @@ qcow2_apply_pending_frees(struct qcow2_state *s)
 {
     int r = 0;
     size_t i;
-    for (i = 0; i < s->nb_pending && r == 0; i++) {
+    for (i = 0; i < s->nb_pending; i++) {
         struct qcow2_pending_free *p = &s->pending[i];
-        r = qcow2_refcount_update(s, p->offset, p->nclusters, -1);
-        if (r < 0)
-            break;
-        if (!p->punch)
-            continue;
-        /* Punch only clusters nobody references any more. */
-        for (uint64_t k = 0; k < p->nclusters && r == 0; k++) {
-            uint64_t idx = (p->offset >> s->cluster_bits) + k, rc;
-            r = qcow2_refcount_get(s, idx, &rc);
-            if (r == 0 && rc == 0)
-                r = io_discard(s->file, idx << s->cluster_bits, s->cluster_size);
+        /* One refcount block at a time: each step is all or nothing, so on
+         * failure the entry keeps exactly the clusters not yet decremented. */
+        while (p->nclusters > 0) {
+            uint64_t idx = p->offset >> s->cluster_bits;
+            uint64_t n = MIN(p->nclusters, s->rb_entries - (idx & (s->rb_entries - 1)));
+            r = qcow2_refcount_update(s, p->offset, n, -1);
+            if (r < 0)
+                goto out;
+            /* Punch only clusters nobody references any more.  Punching is
+             * advisory: a failure leaves the space allocated, nothing else. */
+            for (uint64_t k = 0; p->punch && k < n; k++) {
+                uint64_t rc;
+                if (qcow2_refcount_get(s, idx + k, &rc) == 0 && rc == 0 &&
+                    io_discard(s->file, (idx + k) << s->cluster_bits, s->cluster_size) < 0)
+                    err_clear();
+            }
+            p->offset += n << s->cluster_bits;
+            p->nclusters -= n;
         }
     }
-    /* Keep whatever was not applied for the next attempt. */
-    if (i > 0) {
-        size_t done = r < 0 ? i - 1 : i;
-        memmove(s->pending, s->pending + done, (s->nb_pending - done) * sizeof *s->pending);
-        s->nb_pending -= done;
-    }
+out:
+    /* Drop the fully applied entries; keep the rest for the next attempt. */
+    memmove(s->pending, s->pending + i, (s->nb_pending - i) * sizeof *s->pending);
+    s->nb_pending -= i;
     return r;
 }

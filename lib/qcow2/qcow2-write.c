@@ -381,10 +381,17 @@ qcow2_pwrite(struct topcow_image *img, const void *buf, size_t len, uint64_t off
             r = io_pwrite(s->data_file, p, ext[i].len, ext[i].host);
             p += ext[i].len;
         }
-        if (r == 0 && (flags & TOPCOW_WRITE_FUA) && !s->unsafe)
-            r = io_flush(s->data_file);
         pthread_mutex_lock(&s->lock);
         range_lock_release(&s->ranges, &req);
+        if (r == 0 && (flags & TOPCOW_WRITE_FUA) && !s->unsafe) {
+            /* The data is only durable in place if its mapping is too. */
+            if (qcow2_metadata_dirty(s)) {
+                r = qcow2_flush_locked(s);
+            } else {
+                pthread_mutex_unlock(&s->lock);
+                return io_flush(s->data_file);
+            }
+        }
         pthread_mutex_unlock(&s->lock);
         return r;
     }

@@ -90,12 +90,12 @@ expect(const char *name, const char *path, int want_errno, const char *want_text
     o.flags = TOPCOW_OPEN_RDONLY;
     struct topcow_image *img = NULL;
     static char buf[65536];
+    char msg[512] = "";
     int r = topcow_image_open(&img, path, &o);
-    if (r == 0) {
+    if (r == 0)
         r = topcow_image_pread(img, buf, sizeof buf, 0);
-        topcow_image_close(img);
-    }
-    const char *msg = topcow_last_error();
+    snprintf(msg, sizeof msg, "%s", topcow_last_error()); /* before close resets it */
+    topcow_image_close(img);
     bool ok = r == -want_errno && strstr(msg, want_text) && !strchr(msg, '\n');
     printf("%s %-28s r=%d msg=%s\n", ok ? "ok  " : "FAIL", name, r, msg);
     if (!ok) {
