@@ -173,7 +173,8 @@ TOPCOW_API int topcow_image_write_zeroes(struct topcow_image *img, uint64_t off,
 
 /* Tell the image that [@off, @off+@len) is no longer needed.  Afterwards the
  * range reads as qcow2/QEMU semantics define: whole clusters of a v3 image
- * read as zeros; in a v2 image they re-expose the backing file; parts of
+ * read as zeros; a v2 image without a backing file deallocates them (they
+ * read as zeros), one with a backing file ignores the request; parts of
  * clusters are left alone.  Freed clusters are reused by later writes. */
 TOPCOW_API int topcow_image_discard(struct topcow_image *img, uint64_t off, uint64_t len);
 

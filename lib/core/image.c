@@ -331,19 +331,13 @@ image_backing_pread(struct topcow_image *img, void *buf, size_t len, uint64_t of
 }
 
 int
-topcow_image_block_status(struct topcow_image *img, uint64_t off, uint64_t len, unsigned flags,
-                          struct topcow_extent *ext)
+image_block_status(struct topcow_image *img, uint64_t off, uint64_t len, unsigned flags,
+                   struct topcow_extent *ext)
 {
-    err_begin("block status");
-    int r = check_request(img, off, len, false);
-    if (r < 0)
-        return r;
-    RETURN_ERR_IF(len == 0 || !ext, -EINVAL, "empty block status request");
-
     struct topcow_image *cur = img;
     for (unsigned depth = 0;; depth++) {
         memset(ext, 0, sizeof *ext);
-        r = cur->ops->block_status(cur, off, len, ext);
+        int r = cur->ops->block_status(cur, off, len, ext);
         if (r < 0)
             return r;
         ext->offset = off;
@@ -364,13 +358,42 @@ topcow_image_block_status(struct topcow_image *img, uint64_t off, uint64_t len, 
             return 0;
         }
         if (off >= cur->backing->size) {
-            /* Past the end of a shorter backing file: zeros. */
+            /* Past the end of a shorter backing file: zeros, answered by the
+             * layer whose backing file is too short (as qemu-img map shows). */
             ext->flags = TOPCOW_EXTENT_ZERO | (ext->flags & TOPCOW_EXTENT_OFFSET_VALID);
             return 0;
         }
         len = MIN(len, cur->backing->size - off);
         cur = cur->backing;
     }
+}
+
+int
+image_reads_zero(struct topcow_image *img, uint64_t off, uint64_t len)
+{
+    while (len > 0 && off < img->size) {
+        struct topcow_extent e;
+        int r = image_block_status(img, off, MIN(len, img->size - off), 0, &e);
+        if (r < 0)
+            return r;
+        if (!(e.flags & TOPCOW_EXTENT_ZERO))
+            return 0;
+        off += e.length;
+        len -= MIN(len, e.length);
+    }
+    return 1;
+}
+
+int
+topcow_image_block_status(struct topcow_image *img, uint64_t off, uint64_t len, unsigned flags,
+                          struct topcow_extent *ext)
+{
+    err_begin("block status");
+    int r = check_request(img, off, len, false);
+    if (r < 0)
+        return r;
+    RETURN_ERR_IF(len == 0 || !ext, -EINVAL, "empty block status request");
+    return image_block_status(img, off, len, flags, ext);
 }
 
 /* ---- information -------------------------------------------------------- */

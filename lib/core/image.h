@@ -85,6 +85,15 @@ int image_open_io(struct topcow_image **imgp, struct io *file, const char *name,
  * zeros where there is no backing file or the backing file is shorter. */
 int image_backing_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off);
 
+/* topcow_image_block_status without argument checks or a new error
+ * context, for drivers consulting another image (their backing file). */
+int image_block_status(struct topcow_image *img, uint64_t off, uint64_t len, unsigned flags,
+                       struct topcow_extent *ext);
+
+/* Whether [@off, @off+@len) of @img (through its chain) is known to read as
+ * zeros: 1 yes, 0 not known, -errno.  Bytes past the end count as zeros. */
+int image_reads_zero(struct topcow_image *img, uint64_t off, uint64_t len);
+
 /* Resolve @name relative to the directory of @base (unless absolute).
  * Returns a new string or NULL on ENOMEM. */
 char *image_resolve_relative(const char *base, const char *name);

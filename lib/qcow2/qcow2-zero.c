@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: MIT
-/* Zero writes and discard, with QEMU's semantics (notes §1a "Zero clusters,
- * discard"):
- * - v3 zero writes set the zero flag (subcluster zero bits with extended L2);
- *   the host cluster is kept unless unmapping is allowed or it is shared.
- *   Parts of clusters (subclusters) are written as explicit zeros.
- * - v2 has no zero flag: without a backing file a cluster can simply be
- *   unallocated; otherwise zeros are written.
- * - discard touches whole clusters only; in v3 an allocated or backed cluster
- *   becomes a zero cluster, in v2 it becomes unallocated (re-exposing the
- *   backing file).  Freed clusters are punched in the host file once the
- *   change is durable. */
+/* Zero writes and discard, with QEMU 7.2's semantics (checked against
+ * qemu-io; notes §1a "Zero clusters, discard"):
+ * - The unit is the granule: the cluster, or the subcluster with extended L2.
+ * - v3: whole granules get the zero flag (zero bits with extended L2); the
+ *   host cluster is kept unless unmapping is allowed or it is shared.
+ * - v2 has no zero flag: without a backing file whole clusters are simply
+ *   deallocated (they read as zeros); with one, zeros are written.  Fast
+ *   zeroing (TOPCOW_ZERO_FAST) is never possible on v2.
+ * - A partial granule becomes a zero granule when the rest of it already
+ *   reads as zeros and it holds no data (unallocated or zero); otherwise its
+ *   bytes are written as explicit zeros (or -ENOTSUP with TOPCOW_ZERO_FAST).
+ * - discard touches whole clusters only; v3: an allocated or backed cluster
+ *   becomes a zero cluster; v2 without a backing file: unallocated; v2 with a
+ *   backing file: nothing (the backing data must not re-appear).
+ * Freed clusters are punched in the host file once the change is durable. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -55,9 +59,9 @@ zero_raw_data(struct qcow2_state *s, uint64_t host, uint64_t len)
     return io_write_zeroes(s->data_file, host, len, IO_ZERO_MAY_UNMAP);
 }
 
-/* Zero the granules [a, b) (whole clusters, or subclusters with extended
- * L2) of one cluster's entry *e / *bm.  Returns 0, -errno, or 1 when the
- * cluster needs explicit zeros instead (a compressed cluster partly zeroed). */
+/* Zero the granules [a, b) of one cluster's entry *e / *bm (v3).  Returns 0,
+ * -errno, or 1 when the cluster needs explicit zeros instead (a compressed
+ * cluster partly zeroed). */
 static int
 zero_entry(struct qcow2_state *s, uint64_t *e, uint64_t *bm, uint64_t a, uint64_t b,
            unsigned flags)
@@ -104,10 +108,10 @@ zero_entry(struct qcow2_state *s, uint64_t *e, uint64_t *bm, uint64_t a, uint64_
     return r;
 }
 
-/* Zero granule-aligned [off, off+len) through the zero flag.  Needs the lock
- * and the range held exclusive. */
+/* v3: set zero flags on the granule-aligned range [off, off+len).  Needs the
+ * lock and the range held exclusive. */
 static int
-zero_aligned(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
+zero_granules_v3(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
 {
     const uint64_t cs = s->cluster_size;
     uint64_t end = off + len, pos = off;
@@ -118,37 +122,28 @@ zero_aligned(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
         uint64_t l2_span = cs << s->l2_bits;
         uint64_t table_end = MIN(end, (pos & ~(l2_span - 1)) + l2_span);
         uint8_t *l2;
-        r = qcow2_get_l2(s, qcow2_l1_index(s, pos), false, &l2);
-        if (r < 0)
-            return r;
-        if (!l2 && !s->img->backing) { /* already reads as zeros */
-            pos = table_end;
-            continue;
-        }
-        qcow2_cache_put(s->l2_cache, l2);
         r = qcow2_get_l2(s, qcow2_l1_index(s, pos), true, &l2);
         if (r < 0)
             return r;
         uint64_t fallback_off = 0, fallback_len = 0;
-        for (; pos < table_end && r == 0;) {
+        while (pos < table_end && r == 0) {
             uint64_t i = qcow2_l2_index(s, pos), g = pos & ~(cs - 1);
             uint64_t a = pos - g, b = MIN(table_end - g, cs);
             uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2_bitmap_get(s, l2, i);
             r = qcow2_validate_l2e(s, e, g);
             if (r == 0)
                 r = zero_entry(s, &e, &bm, a, b, flags);
-            if (r == 1) { /* remember it; written after the table is released */
-                fallback_off = pos;
+            pos = g + b;
+            if (r == 1) { /* written after the table is released */
+                fallback_off = g + a;
                 fallback_len = b - a;
                 r = 0;
-                pos = g + b;
                 break;
             }
             if (r == 0) {
                 qcow2_l2e_set(s, l2, i, e, bm);
                 qcow2_cache_mark_dirty(s->l2_cache, l2);
             }
-            pos = g + b;
         }
         qcow2_cache_put(s->l2_cache, l2);
         if (r == 0 && fallback_len) {
@@ -162,60 +157,118 @@ zero_aligned(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
     return 0;
 }
 
-/* v2: no zero flag.  Without a backing file an unallocated cluster reads as
- * zeros, so whole clusters can be unallocated; everything else gets zeros. */
+/* v2 without a backing file: deallocate the whole clusters [off, off+len)
+ * (unallocated clusters read as zeros).  @punch: free their host space. */
 static int
-zero_v2(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
+deallocate_v2(struct qcow2_state *s, uint64_t off, uint64_t len, bool punch)
 {
     const uint64_t cs = s->cluster_size;
-    uint64_t pos = off, end = off + len;
+    uint64_t end = off + len, pos = off;
     while (pos < end) {
-        uint64_t g = pos & ~(cs - 1), n = MIN(end, g + cs) - pos;
-        struct qcow2_extent ext;
-        int r = qcow2_map(s, pos, n, &ext);
+        uint64_t l2_span = cs << s->l2_bits;
+        uint64_t table_end = MIN(end, (pos & ~(l2_span - 1)) + l2_span);
+        uint8_t *l2;
+        int r = qcow2_get_l2(s, qcow2_l1_index(s, pos), false, &l2);
         if (r < 0)
             return r;
-        bool whole = pos == g && n == cs;
-        bool reads_zero = (ext.type == QCOW2_UNALLOCATED && !s->img->backing);
-        if (reads_zero) {
-            pos += ext.len;
-            continue;
-        }
-        if (whole && !s->img->backing && (flags & TOPCOW_ZERO_MAY_UNMAP)) {
-            uint8_t *l2;
+        if (l2) { /* writable: it may be shared with a snapshot */
+            qcow2_cache_put(s->l2_cache, l2);
             r = qcow2_get_l2(s, qcow2_l1_index(s, pos), true, &l2);
             if (r < 0)
                 return r;
-            uint64_t i = qcow2_l2_index(s, pos);
-            r = qcow2_free_l2_entry(s, qcow2_l2e_get(s, l2, i), true);
-            qcow2_l2e_set(s, l2, i, 0, 0);
-            qcow2_cache_mark_dirty(s->l2_cache, l2);
-            qcow2_cache_put(s->l2_cache, l2);
-            if (r < 0)
-                return r;
-            pos += n;
-            continue;
         }
-        if (flags & TOPCOW_ZERO_FAST)
-            return QERR(s, -ENOTSUP, "qcow2: compat=0.10 images cannot zero quickly here");
-        r = write_zero_bytes(s, pos, ext.len);
+        for (; l2 && pos < table_end && r == 0; pos += cs) {
+            uint64_t i = qcow2_l2_index(s, pos), e = qcow2_l2e_get(s, l2, i);
+            if (e == 0)
+                continue;
+            r = qcow2_validate_l2e(s, e, pos);
+            if (r == 0)
+                r = qcow2_free_l2_entry(s, e, punch);
+            if (r == 0) {
+                qcow2_l2e_set(s, l2, i, 0, 0);
+                qcow2_cache_mark_dirty(s->l2_cache, l2);
+            }
+        }
+        qcow2_cache_put(s->l2_cache, l2);
         if (r < 0)
             return r;
-        pos += ext.len;
+        pos = table_end;
     }
     return 0;
+}
+
+/* Zero whole granules [off, off+len) the way the image version allows. */
+static int
+zero_granules(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
+{
+    if (s->h.version >= 3)
+        return zero_granules_v3(s, off, len, flags);
+    if (!s->img->backing)
+        return deallocate_v2(s, off, len, flags & TOPCOW_ZERO_MAY_UNMAP);
+    return write_zero_bytes(s, off, len);
+}
+
+/* Whether guest [off, off+len) is known to read as zeros (QEMU's cheap
+ * test: zero and unallocated clusters, the backing chain's block status). */
+static int
+reads_zero(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    len = off < s->img->size ? MIN(len, s->img->size - off) : 0;
+    while (len > 0) {
+        struct qcow2_extent e;
+        int r = qcow2_map(s, off, len, &e);
+        if (r < 0)
+            return r;
+        if (e.type == QCOW2_NORMAL || e.type == QCOW2_COMPRESSED)
+            return 0;
+        if ((e.type == QCOW2_UNALLOCATED || e.type == QCOW2_UNALLOCATED_ALLOC) &&
+            s->img->backing) {
+            r = image_reads_zero(s->img->backing, off, e.len);
+            if (r <= 0)
+                return r;
+        }
+        off += e.len;
+        len -= e.len;
+    }
+    return 1;
+}
+
+/* Zero [off, off+len), which lies within one granule and does not cover it. */
+static int
+zero_partial(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
+{
+    const uint64_t gran = s->subcluster_size;
+    uint64_t g = ALIGN_DOWN(off, gran), gend = g + gran;
+    struct qcow2_extent e;
+    int r = qcow2_map(s, g, gran, &e);
+    if (r < 0)
+        return r;
+    /* A granule without data whose other bytes read as zeros can simply
+     * become a zero granule. */
+    bool empty = e.len >= gran && (e.type == QCOW2_UNALLOCATED || e.type == QCOW2_ZERO_PLAIN ||
+                                   e.type == QCOW2_ZERO_ALLOC);
+    if (empty && (r = reads_zero(s, g, off - g)) == 1 &&
+        (r = reads_zero(s, off + len, gend - (off + len))) == 1)
+        return zero_granules(s, g, gran, flags);
+    if (r < 0)
+        return r;
+    if (flags & TOPCOW_ZERO_FAST)
+        return QERR(s, -ENOTSUP, "qcow2: zeroing part of a cluster needs a data write");
+    return write_zero_bytes(s, off, len);
 }
 
 int
 qcow2_write_zeroes(struct topcow_image *img, uint64_t off, uint64_t len, unsigned flags)
 {
     struct qcow2_state *s = qcow2_state(img);
-    struct range_req req;
-    uint64_t gran = s->subcluster_size;
-    uint64_t end = off + len;
+    const uint64_t gran = s->subcluster_size, end = off + len;
+    if (s->h.version < 3 && (flags & TOPCOW_ZERO_FAST))
+        return QERR(s, -ENOTSUP, "qcow2: compat=0.10 images have no zero clusters: zeroing "
+                                 "needs data writes");
     /* The end of the disk counts as a granule boundary. */
     uint64_t a = ALIGN_UP(off, gran);
     uint64_t b = end == img->size ? ALIGN_UP(end, gran) : ALIGN_DOWN(end, gran);
+    struct range_req req;
     int r = 0;
 
     pthread_mutex_lock(&s->lock);
@@ -224,21 +277,18 @@ qcow2_write_zeroes(struct topcow_image *img, uint64_t off, uint64_t len, unsigne
         return QERR(s, -EIO, "qcow2: image is marked corrupt; writes are refused");
     }
     range_lock_acquire(&s->ranges, &req, off >> s->cluster_bits,
-                       ((end - 1) >> s->cluster_bits) + 1, true);
-    if (s->h.version < 3) {
-        r = zero_v2(s, off, len, flags);
-    } else if (a >= b) {
-        r = (flags & TOPCOW_ZERO_FAST) ? QERR(s, -ENOTSUP, "qcow2: sub-cluster zeroing is slow")
-                                        : write_zero_bytes(s, off, len);
+                       ((MAX(end, b) - 1) >> s->cluster_bits) + 1, true);
+    if (s->h.version < 3 && img->backing) {
+        r = write_zero_bytes(s, off, len); /* no zero flag, data must hide the backing */
+    } else if (a > b) { /* strictly inside one granule */
+        r = zero_partial(s, off, len, flags);
     } else {
         if (off < a)
-            r = (flags & TOPCOW_ZERO_FAST) ? QERR(s, -ENOTSUP, "qcow2: sub-cluster zeroing is slow")
-                                            : write_zero_bytes(s, off, a - off);
-        if (r == 0)
-            r = zero_aligned(s, a, b - a, flags);
+            r = zero_partial(s, off, a - off, flags);
+        if (r == 0 && a < b)
+            r = zero_granules(s, a, b - a, flags);
         if (r == 0 && b < end)
-            r = (flags & TOPCOW_ZERO_FAST) ? QERR(s, -ENOTSUP, "qcow2: sub-cluster zeroing is slow")
-                                            : write_zero_bytes(s, b, end - b);
+            r = zero_partial(s, b, end - b, flags);
     }
     range_lock_release(&s->ranges, &req);
     if (r == 0 && (flags & TOPCOW_WRITE_FUA))
@@ -255,8 +305,9 @@ qcow2_discard(struct topcow_image *img, uint64_t off, uint64_t len)
     uint64_t end = off + len;
     uint64_t a = ALIGN_UP(off, cs);
     uint64_t b = end == img->size ? ALIGN_UP(end, cs) : ALIGN_DOWN(end, cs);
-    if (a >= b)
-        return 0; /* parts of clusters are ignored, as QEMU does */
+    bool backing = s->img->backing != NULL;
+    if (a >= b || (s->h.version < 3 && backing))
+        return 0; /* parts of clusters, or v2 over a backing file: nothing to do */
     struct range_req req;
     int r = 0;
 
@@ -266,14 +317,20 @@ qcow2_discard(struct topcow_image *img, uint64_t off, uint64_t len)
         return QERR(s, -EIO, "qcow2: image is marked corrupt; writes are refused");
     }
     range_lock_acquire(&s->ranges, &req, a >> s->cluster_bits, b >> s->cluster_bits, true);
-    bool backing = s->img->backing != NULL;
+    if (s->h.version < 3) {
+        r = deallocate_v2(s, a, b - a, true);
+        goto out;
+    }
     for (uint64_t pos = a; pos < b && r == 0;) {
         uint64_t l2_span = cs << s->l2_bits;
         uint64_t table_end = MIN(b, (pos & ~(l2_span - 1)) + l2_span);
         uint8_t *l2;
-        /* An absent table needs zero flags only to hide a v3 backing file. */
-        bool need = backing && s->h.version >= 3;
-        r = qcow2_get_l2(s, qcow2_l1_index(s, pos), need, &l2);
+        /* An absent table needs zero flags only to hide a backing file. */
+        r = qcow2_get_l2(s, qcow2_l1_index(s, pos), backing, &l2);
+        if (r == 0 && l2 && !backing) { /* writable: it may be shared */
+            qcow2_cache_put(s->l2_cache, l2);
+            r = qcow2_get_l2(s, qcow2_l1_index(s, pos), true, &l2);
+        }
         if (r < 0 || !l2) {
             pos = table_end;
             continue;
@@ -282,15 +339,10 @@ qcow2_discard(struct topcow_image *img, uint64_t off, uint64_t len)
             uint64_t i = qcow2_l2_index(s, pos);
             uint64_t e = qcow2_l2e_get(s, l2, i), bm = qcow2_l2_bitmap_get(s, l2, i);
             bool allocated = has_host(s, e) || (e & QCOW_OFLAG_COMPRESSED);
-            uint64_t ne, nbm = 0;
-            if (s->h.version < 3) {
-                ne = 0;
-            } else if (allocated || backing) {
-                ne = s->ext_l2 ? 0 : QCOW_OFLAG_ZERO;
-                nbm = s->ext_l2 ? SC_ZERO_MASK : 0;
-            } else {
+            if (!allocated && !backing)
                 continue;
-            }
+            uint64_t ne = s->ext_l2 ? 0 : QCOW_OFLAG_ZERO;
+            uint64_t nbm = s->ext_l2 ? SC_ZERO_MASK : 0;
             if (ne == e && nbm == bm)
                 continue;
             r = qcow2_validate_l2e(s, e, pos);
@@ -306,6 +358,7 @@ qcow2_discard(struct topcow_image *img, uint64_t off, uint64_t len)
         }
         qcow2_cache_put(s->l2_cache, l2);
     }
+out:
     range_lock_release(&s->ranges, &req);
     pthread_mutex_unlock(&s->lock);
     return r;
