@@ -174,7 +174,10 @@ h_op_range(const struct h_guest *g, const struct h_op *op, uint64_t *first, uint
         *count = op->len / H_SECTOR;
         return;
     case H_DISCARD: {
-        /* Whole clusters only; the end of the disk counts as a boundary. */
+        /* Whole clusters only; the end of the disk counts as a boundary.
+         * v2 over a backing file ignores discards (QEMU 7.2). */
+        if (!g->v3 && g->backing_size)
+            return;
         uint64_t cs = g->cluster_size, end = op->off + op->len;
         uint64_t a = (op->off + cs - 1) / cs * cs;
         uint64_t b = end == g->size ? (end + cs - 1) / cs * cs : end / cs * cs;
@@ -197,8 +200,11 @@ h_op_value(const struct h_guest *g, const struct h_op *op, uint64_t idx)
     case H_WRITE:
         return op->value;
     case H_DISCARD:
-        /* v3: zero clusters; v2: the backing file shows through again. */
-        return g->v3 ? H_VAL_ZERO : h_initial(g, idx);
+        /* v3: zero clusters; v2 (only without a backing file): unallocated,
+         * which reads as zeros. */
+        (void)g;
+        (void)idx;
+        return H_VAL_ZERO;
     default:
         return H_VAL_ZERO;
     }

@@ -41,7 +41,8 @@ uint64_t h_identify(const uint8_t *sector, uint64_t idx);
 struct h_guest {
     uint64_t size; /* virtual size, a multiple of 512 */
     uint64_t cluster_size;
-    bool v3;               /* compat 1.1: discard leaves zeros, not the backing */
+    bool v3;               /* compat 1.1: discard leaves zeros; v2 discard is a no-op
+                            * over a backing file and deallocates without one */
     uint64_t backing_size; /* 0: no backing file */
 };
 
