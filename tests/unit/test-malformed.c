@@ -16,6 +16,7 @@
 
 static char dir[] = "/tmp/topcow-malformed.XXXXXX";
 static int failures;
+static const char *keep_dir; /* --keep DIR: leave each damaged image there */
 
 /* Make a fresh 64 MiB v3 image with one written cluster; returns its path. */
 static const char *
@@ -97,6 +98,16 @@ expect(const char *name, const char *path, int want_errno, const char *want_text
     snprintf(msg, sizeof msg, "%s", topcow_last_error()); /* before close resets it */
     topcow_image_close(img);
     bool ok = r == -want_errno && strstr(msg, want_text) && !strchr(msg, '\n');
+    if (keep_dir) {
+        /* DIR/NN.qcow2 plus DIR/NN.expect holding the text the error must name. */
+        static int n;
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "cp %s %s/%02d.qcow2 && printf '%%s\\n' '%s' > %s/%02d.expect",
+                 path, keep_dir, n, want_text, keep_dir, n);
+        n++;
+        if (system(cmd) != 0)
+            failures++;
+    }
     printf("%s %-28s r=%d msg=%s\n", ok ? "ok  " : "FAIL", name, r, msg);
     if (!ok) {
         printf("     expected errno %d and a message containing \"%s\"\n", want_errno,
@@ -106,8 +117,10 @@ expect(const char *name, const char *path, int want_errno, const char *want_text
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--keep"))
+        keep_dir = argv[2];
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;

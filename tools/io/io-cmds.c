@@ -173,7 +173,7 @@ cmd_flush(struct io_shell *sh, const struct io_cmd *self, int argc, char **argv)
     (void)self, (void)argc, (void)argv;
     int r = topcow_image_flush(sh->img);
     if (r < 0)
-        printf("flush failed: %s\n", strerror(-r));
+        io_report_failure("flush", r);
     return r;
 }
 

@@ -97,6 +97,11 @@ int io_cmd_map(struct io_shell *sh, const struct io_cmd *self, int argc, char **
 
 /* ---- io-output.c --------------------------------------------------------- */
 
+/* Report a failed command as qemu-io does: "WHAT failed: strerror" on
+ * stdout.  Metadata corruption (-EUCLEAN) also gets the library's
+ * description on stderr, as QEMU prints its corruption event. */
+void io_report_failure(const char *what, int r);
+
 /* qemu-io's cvtnum: a non-negative number, decimal or 0x-hex, with an optional
  * fraction and suffix b/k/M/G/T/P/E (case-insensitive, powers of 1024), at
  * most INT64_MAX.  Returns 0, -EINVAL (garbage) or -ERANGE (too large).  A

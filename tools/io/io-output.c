@@ -213,3 +213,13 @@ io_elapsed(const struct timespec *start, const struct timespec *end)
     }
     return d;
 }
+
+void
+io_report_failure(const char *what, int r)
+{
+    printf("%s failed: %s\n", what, strerror(-r));
+    if (r == -EUCLEAN) {
+        fflush(stdout);
+        error_msg("%s", topcow_last_error());
+    }
+}

@@ -231,7 +231,7 @@ io_cmd_read(struct io_shell *sh, const struct io_cmd *self, int argc, char **arg
     r = bflag ? -ENOTSUP : do_read(sh, buf, off, len);
     now(&t2);
     if (r < 0) {
-        printf("read failed: %s\n", strerror(-r));
+        io_report_failure("read", r);
         goto out;
     }
     if (Pflag && !all_equal(buf + poff, (size_t)plen, (uint8_t)pattern)) {
@@ -292,7 +292,7 @@ vector_read(struct io_shell *sh, const struct io_cmd *self, int argc, char **arg
     r = do_read(sh, buf, off, len);
     now(&t2);
     if (r < 0) {
-        printf("readv failed: %s\n", strerror(-r));
+        io_report_failure("readv", r);
         goto out;
     }
     if (Pflag && !all_equal(buf, (size_t)len, (uint8_t)pattern)) {
@@ -409,7 +409,7 @@ io_cmd_write(struct io_shell *sh, const struct io_cmd *self, int argc, char **ar
         r = do_write(sh, buf, off, len, flags);
     now(&t2);
     if (r < 0) {
-        printf("write failed: %s\n", strerror(-r));
+        io_report_failure("write", r);
         goto out;
     }
     if (!qflag) {
@@ -483,7 +483,7 @@ vector_write(struct io_shell *sh, const struct io_cmd *self, int argc, char **ar
         r = do_write(sh, buf, off, len, flags);
     now(&t2);
     if (r < 0) {
-        printf("%s failed: %s\n", aio ? "aio_write" : "writev", strerror(-r));
+        io_report_failure(aio ? "aio_write" : "writev", r);
         goto out;
     }
     if (!qflag) {
@@ -538,7 +538,7 @@ io_cmd_discard(struct io_shell *sh, const struct io_cmd *self, int argc, char **
         r = topcow_image_discard(sh->img, off, len);
     now(&t2);
     if (r < 0) {
-        printf("discard failed: %s\n", strerror(-r));
+        io_report_failure("discard", r);
         return r;
     }
     if (!qflag) {
@@ -581,7 +581,7 @@ io_cmd_alloc(struct io_shell *sh, const struct io_cmd *self, int argc, char **ar
         bool alloc;
         uint64_t n;
         if ((r = top_allocated(sh, pos, remaining, &alloc, &n)) < 0) {
-            printf("alloc failed: %s\n", strerror(-r));
+            io_report_failure("alloc", r);
             return r;
         }
         if (alloc)
