@@ -87,6 +87,8 @@ struct topcow_open_opts {
     const char *format;         /* "qcow2", "raw", ...; NULL probes the file */
     uint64_t l2_cache_size;     /* bytes of L2 cache; 0 = cover the whole disk up to 32 MiB */
     const char *backing_format; /* force the backing file's format; NULL: from the image */
+    const char *snapshot;       /* open read-only at this internal snapshot (id or
+                                 * name, as qemu-img convert -l); NULL: current */
 };
 #define TOPCOW_OPEN_OPTS_INIT { .struct_size = sizeof(struct topcow_open_opts) }
 
@@ -243,6 +245,43 @@ TOPCOW_API int topcow_image_get_info(struct topcow_image *img, struct topcow_inf
 
 /* The backing image of @img, or NULL.  Borrowed: valid while @img is open. */
 TOPCOW_API struct topcow_image *topcow_image_backing(struct topcow_image *img);
+
+/* ------------------------------------------------------------------------ */
+/* Internal snapshots (qcow2)                                                */
+/* Snapshot operations are not concurrent with I/O on the same handle.       */
+
+struct topcow_snapshot {
+    size_t struct_size;          /* set by the caller */
+    /* Strings are owned by the image; valid until the next snapshot
+     * operation on it or its close. */
+    const char *id;              /* decimal id, unique */
+    const char *name;            /* tag; names need not be unique */
+    uint64_t vm_state_size;      /* bytes of saved VM state (0 for disk-only) */
+    uint32_t date_sec;           /* creation time, Unix seconds */
+    uint32_t date_nsec;
+    uint64_t vm_clock_nsec;      /* guest run time when taken */
+    int64_t icount;              /* instruction count, -1 when absent */
+    uint64_t disk_size;          /* virtual size when taken */
+};
+
+/* Number of internal snapshots (0 for formats without them). */
+TOPCOW_API unsigned topcow_snapshot_count(struct topcow_image *img);
+
+/* Describe snapshot @index (0 .. count-1, in table order). */
+TOPCOW_API int topcow_snapshot_get(struct topcow_image *img, unsigned index,
+                                   struct topcow_snapshot *sn);
+
+/* Take a disk-only snapshot of the current contents named @name.  Its id
+ * is one more than the highest numeric id.  Costs metadata work only.
+ * -ERANGE when the refcount width cannot count one more reference. */
+TOPCOW_API int topcow_snapshot_create(struct topcow_image *img, const char *name);
+
+/* Revert the image to snapshot @id_or_name (looked up by id first, then by
+ * name, as qemu-img does); the snapshot itself stays.  -ENOENT if absent. */
+TOPCOW_API int topcow_snapshot_apply(struct topcow_image *img, const char *id_or_name);
+
+/* Delete snapshot @id_or_name and free what only it referenced. */
+TOPCOW_API int topcow_snapshot_delete(struct topcow_image *img, const char *id_or_name);
 
 /* ------------------------------------------------------------------------ */
 /* Consistency check                                                         */

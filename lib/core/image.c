@@ -128,8 +128,17 @@ open_on_io(struct topcow_image **imgp, struct io *file, const char *name,
     img->read_only = (opts->flags & (TOPCOW_OPEN_RDONLY | TOPCOW_OPEN_FORCE_SHARE)) != 0;
     img->l2_cache_size = opts->l2_cache_size;
     img->chain_depth = depth;
+    if (opts->snapshot && depth == 0) {
+        if (!img->read_only) {
+            io_close(file);
+            image_free(img);
+            return err_set(-EINVAL, "%s: opening at a snapshot is read-only", name);
+        }
+        img->snapshot = opts->snapshot;
+    }
 
     int r = fmt->open(img);
+    img->snapshot = NULL;
     if (r < 0) {
         io_close(file);
         image_free(img);
@@ -435,4 +444,60 @@ topcow_image_check(struct topcow_image *img, unsigned flags, struct topcow_check
     RETURN_ERR_IF(!img->ops->check, -ENOTSUP, "format '%s' does not support checks",
                   img->ops->name);
     return img->ops->check(img, flags, res, report, opaque);
+}
+
+/* ---- internal snapshots ------------------------------------------------- */
+
+unsigned
+topcow_snapshot_count(struct topcow_image *img)
+{
+    return img && img->ops->snapshot_count ? img->ops->snapshot_count(img) : 0;
+}
+
+int
+topcow_snapshot_get(struct topcow_image *img, unsigned index, struct topcow_snapshot *sn)
+{
+    err_begin("snapshot");
+    RETURN_ERR_IF(!img || !sn || sn->struct_size < sizeof *sn, -EINVAL, "bad snapshot argument");
+    RETURN_ERR_IF(index >= topcow_snapshot_count(img), -EINVAL,
+                  "%s: no snapshot number %u", img->filename, index);
+    memset(sn, 0, sizeof *sn);
+    sn->struct_size = sizeof *sn;
+    return img->ops->snapshot_get(img, index, sn);
+}
+
+/* The checks shared by the snapshot operations that change the image. */
+static int
+snapshot_op_ok(struct topcow_image *img, const char *arg)
+{
+    RETURN_ERR_IF(!img || !arg, -EINVAL, "NULL argument");
+    RETURN_ERR_IF(!img->ops->snapshot_create, -ENOTSUP,
+                  "%s: format '%s' does not support internal snapshots", img->filename,
+                  img->ops->name);
+    RETURN_ERR_IF(img->read_only, -EROFS, "%s: image is opened read-only", img->filename);
+    return 0;
+}
+
+int
+topcow_snapshot_create(struct topcow_image *img, const char *name)
+{
+    err_begin("snapshot create");
+    int r = snapshot_op_ok(img, name);
+    return r < 0 ? r : img->ops->snapshot_create(img, name);
+}
+
+int
+topcow_snapshot_apply(struct topcow_image *img, const char *id_or_name)
+{
+    err_begin("snapshot apply");
+    int r = snapshot_op_ok(img, id_or_name);
+    return r < 0 ? r : img->ops->snapshot_apply(img, id_or_name);
+}
+
+int
+topcow_snapshot_delete(struct topcow_image *img, const char *id_or_name)
+{
+    err_begin("snapshot delete");
+    int r = snapshot_op_ok(img, id_or_name);
+    return r < 0 ? r : img->ops->snapshot_delete(img, id_or_name);
 }

@@ -44,6 +44,12 @@ struct format_ops {
                  topcow_report_fn report, void *opaque); /* optional */
     /* Called on a dirty/closing image after the final flush (optional). */
     int (*close_clean)(struct topcow_image *img);
+    /* Internal snapshots (optional; NULL: the format has none). */
+    unsigned (*snapshot_count)(struct topcow_image *img);
+    int (*snapshot_get)(struct topcow_image *img, unsigned index, struct topcow_snapshot *sn);
+    int (*snapshot_create)(struct topcow_image *img, const char *name);
+    int (*snapshot_apply)(struct topcow_image *img, const char *id_or_name);
+    int (*snapshot_delete)(struct topcow_image *img, const char *id_or_name);
     /* append only */
 };
 
@@ -56,6 +62,8 @@ struct topcow_image {
     bool read_only;
     uint64_t size;               /* virtual size */
     uint64_t l2_cache_size;      /* from the open options */
+    const char *snapshot;        /* open at this snapshot (borrowed for the duration of
+                                  * open only) */
     unsigned chain_depth;        /* 0 for the top image */
     /* Set by the driver's open when the image names a backing file: */
     char *backing_file;          /* as stored */

@@ -357,6 +357,23 @@ int qcow2_decompress(struct qcow2_state *s, const uint8_t *in, size_t inlen, uin
 
 int qcow2_snapshot_table_read(struct qcow2_state *s);
 void qcow2_snapshot_table_free(struct qcow2_state *s);
+/* Index of the snapshot with id @id_or_name, else the first with that name;
+ * -1 if none (qemu-img's lookup order). */
+int qcow2_snapshot_find(const struct qcow2_state *s, const char *id_or_name);
+/* Replace the in-memory active L1 with snapshot @id_or_name's (read-only
+ * opens at a snapshot). */
+int qcow2_snapshot_open_at(struct qcow2_state *s, const char *id_or_name);
+/* Set every COPIED flag of the active L1 and of the L2 tables it reaches from
+ * the refcounts (exact refcounts needed: flush first). */
+int qcow2_recompute_copied(struct qcow2_state *s);
+/* Grow the active L1 table to @n entries (needs durable metadata). */
+int qcow2_l1_grow(struct qcow2_state *s, uint32_t n);
+/* The format_ops snapshot methods. */
+unsigned qcow2_snapshot_count(struct topcow_image *img);
+int qcow2_snapshot_get(struct topcow_image *img, unsigned index, struct topcow_snapshot *sn);
+int qcow2_snapshot_create(struct topcow_image *img, const char *name);
+int qcow2_snapshot_apply(struct topcow_image *img, const char *id_or_name);
+int qcow2_snapshot_delete(struct topcow_image *img, const char *id_or_name);
 
 /* ---- qcow2-check.c --------------------------------------------------------- */
 

@@ -201,6 +201,8 @@ qcow2_open(struct topcow_image *img)
         r = validate_refcount_table(s, file_size);
     if (r == 0)
         r = qcow2_snapshot_table_read(s);
+    if (r == 0 && img->snapshot)
+        r = qcow2_snapshot_open_at(s, img->snapshot);
     if (r < 0)
         goto fail;
 
@@ -217,7 +219,8 @@ qcow2_open(struct topcow_image *img)
         goto fail;
     s->fresh_from = ALIGN_UP(file_size, s->cluster_size) >> s->cluster_bits;
     s->prealloc_detected = -1;
-    img->size = s->h.size;
+    if (!img->snapshot)
+        img->size = s->h.size;
 
     if (!s->read_only) {
         if ((s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
@@ -419,4 +422,9 @@ const struct format_ops qcow2_format = {
     .get_info = qcow2_get_info,
     .check = qcow2_check,
     .close_clean = qcow2_close_clean,
+    .snapshot_count = qcow2_snapshot_count,
+    .snapshot_get = qcow2_snapshot_get,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_apply = qcow2_snapshot_apply,
+    .snapshot_delete = qcow2_snapshot_delete,
 };
