@@ -286,8 +286,11 @@ TOPCOW_API int topcow_snapshot_delete(struct topcow_image *img, const char *id_o
 /* ------------------------------------------------------------------------ */
 /* Consistency check                                                         */
 
-#define TOPCOW_CHECK_REPAIR_LEAKS (1u << 0) /* reserved for the repair issue */
-#define TOPCOW_CHECK_REPAIR_ALL (1u << 1)   /* reserved for the repair issue */
+#define TOPCOW_CHECK_REPAIR_LEAKS (1u << 0) /* fix refcounts that are too high */
+#define TOPCOW_CHECK_REPAIR_ALL (1u << 1)   /* fix everything fixable: refcounts
+                                             * (rebuilding them if needed), COPIED
+                                             * flags; clears the corrupt and dirty
+                                             * bits once the image is consistent */
 
 struct topcow_check_result {
     size_t struct_size;          /* set by the caller */
@@ -307,8 +310,13 @@ struct topcow_check_result {
  * ("ERROR cluster 5 refcount=0 reference=1", "Leaked cluster 6 ..."). */
 typedef void (*topcow_report_fn)(void *opaque, const char *line);
 
-/* Check the image's metadata.  Returns 0 when the check ran (whatever it
- * found; see *@res), -ENOTSUP when the format has no check, or -errno. */
+/* Check the image's metadata, and with a REPAIR flag fix what it finds
+ * (the image must then be open read-write; open it with
+ * TOPCOW_OPEN_NO_REPAIR | TOPCOW_OPEN_ALLOW_CORRUPT to repair a dirty or
+ * corrupt image).  Fixed problems count in *_fixed, the others in
+ * corruptions/leaks; run the check again afterwards to see the result.
+ * Returns 0 when the check ran (whatever it found), -ENOTSUP when the
+ * format has no check, or -errno. */
 TOPCOW_API int topcow_image_check(struct topcow_image *img, unsigned flags,
                                   struct topcow_check_result *res, topcow_report_fn report,
                                   void *opaque);

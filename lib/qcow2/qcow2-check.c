@@ -323,14 +323,13 @@ walk_all(struct walk *w)
     return r;
 }
 
-/* COPIED must equal "refcount == 1" in the active tables. */
+/* COPIED must equal "refcount == 1" in the active tables; with @fix, wrong
+ * flags are corrected (through the cache) and counted as fixed. */
 static int
-check_copied(struct walk *w)
+check_copied(struct walk *w, bool fix)
 {
     struct qcow2_state *s = w->s;
-    uint8_t *l2 = malloc(s->cluster_size);
-    if (!l2)
-        return err_set(-ENOMEM, "out of memory");
+    const char *verb = fix ? "Repairing" : "ERROR";
     int r = 0;
     for (uint64_t i = 0; i < s->l1_size && r == 0; i++) {
         uint64_t off = s->l1[i] & L1E_OFFSET_MASK, rc;
@@ -340,11 +339,18 @@ check_copied(struct walk *w)
         if (r < 0)
             break;
         if ((rc == 1) != ((s->l1[i] & QCOW_OFLAG_COPIED) != 0)) {
-            say(w, "ERROR OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
-                   " refcount=%" PRIu64, i, s->l1[i], rc);
-            w->res->corruptions++;
+            say(w, "%s OFLAG_COPIED L2 cluster: l1_index=%" PRIu64 " l1_entry=%" PRIx64
+                   " refcount=%" PRIu64, verb, i, s->l1[i], rc);
+            if (fix) {
+                s->l1[i] ^= QCOW_OFLAG_COPIED;
+                qcow2_mark_chunk_dirty(s->l1_dirty, i);
+                w->res->corruptions_fixed++;
+            } else {
+                w->res->corruptions++;
+            }
         }
-        if (io_pread(s->file, l2, s->cluster_size, off) < 0)
+        uint8_t *l2;
+        if (qcow2_cache_get(s->l2_cache, off, false, &l2) < 0)
             continue; /* reported by the walk */
         for (uint64_t j = 0; j < s->l2_entries && r == 0; j++) {
             uint64_t e = qcow2_l2e_get(s, l2, j), host = e & L2E_OFFSET_MASK;
@@ -352,50 +358,54 @@ check_copied(struct walk *w)
                 !IS_ALIGNED(host, s->cluster_size))
                 continue;
             r = qcow2_refcount_get(s, host >> s->cluster_bits, &rc);
-            if (r == 0 && (rc == 1) != ((e & QCOW_OFLAG_COPIED) != 0)) {
-                say(w, "ERROR OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
-                    e, rc);
+            if (r < 0 || (rc == 1) == ((e & QCOW_OFLAG_COPIED) != 0))
+                continue;
+            say(w, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64, verb,
+                e, rc);
+            if (fix) {
+                qcow2_l2e_set(s, l2, j, e ^ QCOW_OFLAG_COPIED, qcow2_l2_bitmap_get(s, l2, j));
+                qcow2_cache_mark_dirty(s->l2_cache, l2);
+                w->res->corruptions_fixed++;
+            } else {
                 w->res->corruptions++;
             }
         }
+        qcow2_cache_put(s->l2_cache, l2);
     }
-    free(l2);
     return r;
 }
 
-int
-qcow2_check(struct topcow_image *img, unsigned flags, struct topcow_check_result *res,
-            topcow_report_fn report, void *opaque)
+/* How compare_refcounts() treats a mismatch. */
+enum cmp_mode {
+    CMP_REPORT,       /* report and count it */
+    CMP_FIX,          /* repair what the flags allow ("Repairing ..."); count the
+                       * repairs as fixed and the rest as found, silently */
+    CMP_FREE_REPLACED /* after a rebuild: repair the replaced structure's leaks
+                       * without counting them (as qemu-img does) */
+};
+
+/* Compare the counted references with the refcounts on disk over every
+ * cluster of the file (like qemu-img: refcounts of clusters past its end
+ * describe nothing that exists).  A referenced cluster whose refcount is 0
+ * cannot be repaired in place (the allocator may have handed it out):
+ * *@rebuild. */
+static int
+compare_refcounts(struct walk *w, enum cmp_mode mode, bool fix_leaks, bool fix_all, bool *rebuild)
 {
-    (void)flags;
-    struct qcow2_state *s = qcow2_state(img);
-    struct walk w = { .s = s, .res = res, .report = report, .opaque = opaque };
-
-    pthread_mutex_lock(&s->lock);
-    int r = s->read_only ? 0 : qcow2_flush_locked(s);
-    if (r == 0)
-        r = walk_all(&w);
-    if (r < 0)
-        goto out;
-
-    /* Compare with the refcounts on disk, over every cluster either side
-     * knows about. */
-    uint64_t n = MAX(w.nrefs, s->rt_entries << s->rb_bits), highest = 0;
+    struct qcow2_state *s = w->s;
+    struct topcow_check_result *res = w->res;
+    uint64_t n = w->nrefs, highest = 0;
     bool any = false;
+    int r = 0;
     for (uint64_t i = 0; i < n && r == 0; i++) {
         uint64_t ti = i >> s->rb_bits;
         bool noblock = ti >= s->rt_entries || !(s->rt[ti] & RT_OFFSET_MASK);
-        uint64_t ref = i < w.nrefs ? w.refs[i] : 0;
-        if (noblock && i >= w.nrefs) { /* nothing beyond here in this block */
-            i = ((ti + 1) << s->rb_bits) - 1;
-            continue;
-        }
-        uint64_t rc = 0;
+        uint64_t ref = w->refs[i], rc = 0;
         if (!noblock) {
             r = qcow2_refcount_get(s, i, &rc);
             if (r < 0) {
                 res->check_errors++;
-                say(&w, "ERROR: could not read refcount block for cluster %" PRIu64, i);
+                say(w, "ERROR: could not read refcount block for cluster %" PRIu64, i);
                 r = 0;
                 i = ((ti + 1) << s->rb_bits) - 1;
                 continue;
@@ -407,19 +417,98 @@ qcow2_check(struct topcow_image *img, unsigned flags, struct topcow_check_result
         }
         if (rc == ref)
             continue;
-        if (rc < ref) {
-            say(&w, "ERROR cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, i, rc,
-                ref);
-            res->corruptions++;
-        } else {
-            say(&w, "Leaked cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, i, rc,
-                ref);
-            res->leaks++;
+        bool leak = rc > ref;
+        if (rc == 0)
+            *rebuild = true;
+        if (mode == CMP_REPORT) {
+            say(w, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64,
+                leak ? "Leaked" : "ERROR", i, rc, ref);
+        } else if (rc != 0 && (leak ? fix_leaks : fix_all)) {
+            say(w, "Repairing cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64, i,
+                rc, ref);
+            /* Safe at once: a leaked cluster is referenced by nothing, and a
+             * raised refcount only protects what is referenced. */
+            r = qcow2_refcount_update(s, i << s->cluster_bits, 1, (int64_t)(ref - rc));
+            if (mode == CMP_FIX && leak)
+                res->leaks_fixed++;
+            else if (mode == CMP_FIX)
+                res->corruptions_fixed++;
+            continue;
         }
+        if (mode == CMP_FREE_REPLACED)
+            continue;
+        if (leak)
+            res->leaks++;
+        else
+            res->corruptions++;
     }
-    if (r == 0)
-        r = check_copied(&w);
     res->image_end_offset = any ? (highest + 1) << s->cluster_bits : 0;
+    return r;
+}
+
+int
+qcow2_check(struct topcow_image *img, unsigned flags, struct topcow_check_result *res,
+            topcow_report_fn report, void *opaque)
+{
+    struct qcow2_state *s = qcow2_state(img);
+    bool fix_all = flags & TOPCOW_CHECK_REPAIR_ALL;
+    bool fix_leaks = fix_all || (flags & TOPCOW_CHECK_REPAIR_LEAKS);
+    struct walk w = { .s = s, .res = res, .report = report, .opaque = opaque };
+    bool rebuild = false;
+
+    RETURN_ERR_IF(fix_leaks && s->read_only, -EROFS,
+                  "%s: cannot repair an image opened read-only", img->filename);
+    pthread_mutex_lock(&s->lock);
+    int r = s->read_only ? 0 : qcow2_flush_locked(s);
+    if (r == 0)
+        r = walk_all(&w);
+    /* First report every mismatch, then repair (qemu-img's order). */
+    struct topcow_check_result found = { .struct_size = sizeof found };
+    w.res = fix_leaks ? &found : res;
+    if (r == 0)
+        r = compare_refcounts(&w, CMP_REPORT, false, false, &rebuild);
+    w.res = res;
+    if (r == 0 && fix_leaks && rebuild) {
+        if (!fix_all) {
+            say(&w, "ERROR need to rebuild refcount structures");
+            r = QERR(s, -EIO, "refcounts can only be repaired by rebuilding them (-r all)");
+            goto out;
+        }
+        say(&w, "Rebuilding refcount structure");
+        r = qcow2_rebuild_refcounts(s, true);
+        if (r < 0)
+            goto out;
+        res->corruptions_fixed += found.corruptions;
+        res->leaks_fixed += found.leaks;
+        res->image_end_offset = found.image_end_offset;
+        /* The old structure is now a leak: free it the way it is reported. */
+        struct walk w2 = { .s = s, .res = res, .report = report, .opaque = opaque };
+        bool unused = false;
+        r = walk_all(&w2);
+        if (r == 0)
+            r = compare_refcounts(&w2, CMP_FREE_REPLACED, true, true, &unused);
+        free(w2.refs);
+        if (r < 0)
+            goto out;
+    } else if (r == 0 && fix_leaks) {
+        r = compare_refcounts(&w, CMP_FIX, fix_leaks, fix_all, &rebuild);
+    }
+    if (r == 0 && fix_leaks)
+        r = qcow2_flush_locked(s); /* exact refcounts before the COPIED pass */
+    if (r == 0)
+        r = check_copied(&w, fix_leaks);
+    if (r == 0 && fix_all && res->corruptions == 0 &&
+        (s->h.incompatible_features & (QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY))) {
+        /* Repaired: the image is consistent and clean again. */
+        r = qcow2_flush_locked(s);
+        s->h.incompatible_features &= ~(QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DIRTY);
+        if (r == 0)
+            r = qcow2_header_write_field(s, QCOW2_HDR_INCOMPAT, 8);
+        s->corrupt = false;
+        s->dirty_bit_set = false;
+    }
+    if (r == 0 && fix_leaks)
+        r = qcow2_flush_locked(s);
     res->total_clusters = DIV_ROUND_UP(s->h.size, s->cluster_size);
 out:
     pthread_mutex_unlock(&s->lock);
@@ -428,10 +517,10 @@ out:
 }
 
 int
-qcow2_rebuild_refcounts(struct qcow2_state *s)
+qcow2_rebuild_refcounts(struct qcow2_state *s, bool keep_old)
 {
     struct topcow_check_result res = { .struct_size = sizeof res };
-    struct walk w = { .s = s, .res = &res, .skip_refcounts = true };
+    struct walk w = { .s = s, .res = &res, .skip_refcounts = !keep_old };
     int r = walk_all(&w);
     if (r == 0 && w.broken)
         r = QERR(s, -EUCLEAN, "qcow2: cannot rebuild refcounts: the metadata is corrupt "

@@ -380,8 +380,9 @@ int qcow2_snapshot_delete(struct topcow_image *img, const char *id_or_name);
 int qcow2_check(struct topcow_image *img, unsigned flags, struct topcow_check_result *res,
                 topcow_report_fn report, void *opaque);
 /* Recompute every refcount from the metadata and write a fresh refcount
- * structure (used when opening a dirty image). */
-int qcow2_rebuild_refcounts(struct qcow2_state *s);
+ * structure.  @keep_old: the replaced structure keeps its refcounts (left
+ * for a repair pass to free and report); otherwise it becomes free space. */
+int qcow2_rebuild_refcounts(struct qcow2_state *s, bool keep_old);
 
 /* ---- qcow2-create.c -------------------------------------------------------- */
 

@@ -225,7 +225,7 @@ qcow2_open(struct topcow_image *img)
     if (!s->read_only) {
         if ((s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
             !(img->flags & TOPCOW_OPEN_NO_REPAIR)) {
-            r = qcow2_rebuild_refcounts(s);
+            r = qcow2_rebuild_refcounts(s, false);
             if (r < 0)
                 goto fail;
             s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;

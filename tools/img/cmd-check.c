@@ -4,7 +4,8 @@
  * Problems are reported on stderr one per line as they are found; the
  * summary (human text or qemu-img 7.2's ImageCheck JSON) goes to stdout.
  * Exit: 0 clean, 1 check failed, 2 corruptions, 3 leaks only, 63 when the
- * format has no consistency check.  Repair (-r) is not implemented yet. */
+ * format has no consistency check.  With -r the problems found are repaired
+ * (leaks only, or everything fixable), then the image is checked again. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -27,7 +28,9 @@ help(void)
            "  --output=OFMT      'human' (default) or 'json', as qemu-img prints them\n"
            "  -U, --force-share  open without taking the image lock\n"
            "  -q                 quiet: print only the problems found\n"
-           "  -r leaks|all       repair (not supported yet: refused)\n\n"
+           "  -r leaks|all       repair leaked clusters, or everything that can be\n"
+           "                     repaired (refcounts, COPIED flags; rebuilding the\n"
+           "                     refcounts when needed), then check again\n\n"
            "Exit status: 0 no problems, 1 the check failed, 2 corruptions found,\n"
            "3 only leaked clusters found, 63 the format has no check.\n");
 }
@@ -109,7 +112,8 @@ cmd_check(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL;
-    bool json = false, quiet = false, repair = false;
+    bool json = false, quiet = false;
+    unsigned repair = 0;
     unsigned flags = TOPCOW_OPEN_RDONLY;
     int c;
     while ((c = getopt_long(argc, argv, "+hf:Uqr:", longopts, NULL)) != -1) {
@@ -121,7 +125,7 @@ cmd_check(int argc, char **argv)
         case 'r':
             if (strcmp(optarg, "leaks") && strcmp(optarg, "all"))
                 die("Unknown option value for -r (expecting 'leaks' or 'all'): %s", optarg);
-            repair = true;
+            repair = !strcmp(optarg, "all") ? TOPCOW_CHECK_REPAIR_ALL : TOPCOW_CHECK_REPAIR_LEAKS;
             break;
         case OPT_OUTPUT:
             if (!strcmp(optarg, "json"))
@@ -134,9 +138,14 @@ cmd_check(int argc, char **argv)
     }
     if (optind != argc - 1)
         die("Expecting one image file name");
-    if (repair)
-        die("repairing images (-r) is not supported yet; run 'check' without -r");
     const char *path = argv[optind];
+    if (repair) {
+        if (flags & TOPCOW_OPEN_FORCE_SHARE)
+            die("-U cannot be used with -r: repairing needs the image lock");
+        /* Read-write, and neither refused for the corrupt bit nor rebuilt
+         * behind our back for the dirty bit: the repair does that. */
+        flags = TOPCOW_OPEN_NO_REPAIR | TOPCOW_OPEN_ALLOW_CORRUPT;
+    }
 
     struct topcow_image *img = open_image(path, fmt, flags);
     if (!img)
@@ -145,7 +154,21 @@ cmd_check(int argc, char **argv)
     struct topcow_check_result res = { .struct_size = sizeof res };
     int r = topcow_image_get_info(img, &info);
     if (r == 0)
+        r = topcow_image_check(img, repair, &res, report, NULL);
+    if (r == 0 && (res.leaks_fixed || res.corruptions_fixed)) {
+        /* What was repaired, then the verdict of a fresh check. */
+        struct topcow_check_result fixed = res;
+        if (!json && !quiet)
+            printf("The following inconsistencies were found and repaired:\n\n"
+                   "    %llu leaked clusters\n    %llu corruptions\n\n"
+                   "Double checking the fixed image now...\n",
+                   (unsigned long long)res.leaks_fixed,
+                   (unsigned long long)res.corruptions_fixed);
+        res = (struct topcow_check_result){ .struct_size = sizeof res };
         r = topcow_image_check(img, 0, &res, report, NULL);
+        res.leaks_fixed = fixed.leaks_fixed;
+        res.corruptions_fixed = fixed.corruptions_fixed;
+    }
     if (r == -ENOTSUP) {
         error_msg("This image format does not support checks");
         topcow_image_close(img);
