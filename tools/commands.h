@@ -11,5 +11,6 @@ int cmd_map(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_io(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 #endif

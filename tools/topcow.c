@@ -20,6 +20,7 @@ static const struct command commands[] = {
     { "map", cmd_map, "show where the data of an image lives (qemu-img map)" },
     { "compare", cmd_compare, "compare the contents of two images (qemu-img compare)" },
     { "convert", cmd_convert, "copy an image into a new format (qemu-img convert)" },
+    { "snapshot", cmd_snapshot, "list, create, apply, delete internal snapshots" },
     { "io", cmd_io, "run qemu-io commands on an image (qemu-io)" },
 };
 

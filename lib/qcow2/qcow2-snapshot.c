@@ -429,7 +429,7 @@ qcow2_snapshot_create(struct topcow_image *img, const char *name)
         sn->id_str = strdup(idbuf);
         sn->name = strdup(name);
         sn->date_sec = (uint32_t)now.tv_sec;
-        sn->date_nsec = (uint32_t)now.tv_nsec;
+        sn->date_nsec = (uint32_t)(now.tv_nsec / 1000 * 1000); /* microseconds, as QEMU */
         sn->disk_size = s->h.size;
         sn->icount = 0; /* what qemu-img writes */
         sn->extra_data_size = SNAPSHOT_EXTRA_WRITTEN;

@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "json.h"
+#include "snapshot-list.h"
 #include "util.h"
 
 static void
@@ -21,8 +22,7 @@ help(void)
            "  -f FMT             image format (default: probed)\n"
            "  --output=OFMT      'human' (default) or 'json', as qemu-img prints them\n"
            "  --backing-chain    describe every image of the backing chain, top first\n"
-           "  -U, --force-share  open without taking the image lock\n\n"
-           "Internal snapshots are not listed yet.\n");
+           "  -U, --force-share  open without taking the image lock\n");
 }
 
 /* The qcow2 "format-specific" data, members in QEMU's schema order. */
@@ -49,7 +49,7 @@ qcow2_specific(const struct topcow_info *info)
 
 /* qemu-img's ImageInfo for one layer, members in schema order. */
 static struct json *
-image_info(const struct topcow_info *info)
+image_info(struct topcow_image *img, const struct topcow_info *info)
 {
     struct json *o = json_new_object();
     json_set_string(o, "filename", info->filename);
@@ -68,6 +68,9 @@ image_info(const struct topcow_info *info)
         if (info->backing_format)
             json_set_string(o, "backing-filename-format", info->backing_format);
     }
+    struct json *snaps = snapshot_table_json(img);
+    if (snaps)
+        json_set(o, "snapshots", snaps);
     if (!strcmp(info->format, "qcow2")) {
         struct json *fs = json_new_object();
         json_set_string(fs, "type", "qcow2");
@@ -78,7 +81,7 @@ image_info(const struct topcow_info *info)
 }
 
 static void
-print_human(const struct topcow_info *info)
+print_human(struct topcow_image *img, const struct topcow_info *info)
 {
     char buf[64];
     printf("image: %s\n", info->filename);
@@ -102,6 +105,10 @@ print_human(const struct topcow_info *info)
     }
     if (info->backing_format)
         printf("backing file format: %s\n", info->backing_format);
+    if (topcow_snapshot_count(img)) {
+        printf("Snapshot list:\n");
+        snapshot_table_print(stdout, img);
+    }
     if (!strcmp(info->format, "qcow2")) {
         struct json *d = qcow2_specific(info);
         printf("Format specific information:\n");
@@ -158,11 +165,8 @@ cmd_info(int argc, char **argv)
             ret = 1;
             break;
         }
-        if (info.nb_snapshots)
-            error_msg("warning: %s has %u internal snapshot(s); listing snapshots is not "
-                      "supported yet", info.filename, info.nb_snapshots);
         if (json) {
-            struct json *o = image_info(&info);
+            struct json *o = image_info(img, &info);
             if (list) {
                 json_append(list, o);
             } else {
@@ -172,7 +176,7 @@ cmd_info(int argc, char **argv)
         } else {
             if (img != top)
                 printf("\n");
-            print_human(&info);
+            print_human(img, &info);
         }
     }
     if (list && ret == 0)
