@@ -82,6 +82,12 @@ qcow2_validate_l2e(struct qcow2_state *s, uint64_t l2e, uint64_t guest_off)
         return qcow2_signal_corruption(s, "L2 entry for guest offset 0x%" PRIx64
                                           " points to unaligned host offset 0x%" PRIx64,
                                        guest_off, host);
+    /* An external data file maps every cluster to its own guest offset. */
+    uint64_t guest_cluster = guest_off & ~(s->cluster_size - 1);
+    if (s->external_data && (host || (l2e & QCOW_OFLAG_COPIED)) && host != guest_cluster)
+        return qcow2_signal_corruption(s, "external data file host cluster offset 0x%" PRIx64
+                                          " does not match guest cluster offset 0x%" PRIx64,
+                                       host, guest_cluster);
     return 0;
 }
 

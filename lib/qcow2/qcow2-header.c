@@ -217,6 +217,9 @@ qcow2_header_parse(struct qcow2_state *s, const uint8_t *buf, size_t len, uint64
     s->cluster_size = 1ull << h->cluster_bits;
     RETURN_ERR_IF(h->header_length > s->cluster_size, -EUCLEAN,
                   "%s: qcow2: header (%u bytes) exceeds the cluster size", fn, h->header_length);
+    RETURN_ERR_IF(h->header_length > len, -EUCLEAN,
+                  "%s: qcow2: header (%u bytes) is past the end of the file", fn,
+                  h->header_length);
     RETURN_ERR_IF(len < MIN(s->cluster_size, file_size), -EUCLEAN,
                   "%s: qcow2: header cluster truncated", fn);
     if (h->header_length > QCOW2_HEADER_LEN_WRITTEN) {

@@ -394,6 +394,15 @@ qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset, uint64
         }
         uint64_t count = MIN(run_len, n);
 
+        /* Refcounts of 0 on the header or the active tables mean the refcount
+         * structure is damaged: allocating there (data or a new refcount
+         * block) would overwrite live metadata. */
+        if (overlaps_fixed_metadata(s, run_start, count))
+            return qcow2_signal_corruption(s, "allocator chose clusters %" PRIu64 "..%" PRIu64
+                                              " that hold the header or active tables "
+                                              "(their refcount is 0)",
+                                           run_start, run_start + count - 1);
+
         /* Every block covering the run must exist; creating one uses a
          * cluster of the run, so scan again. */
         bool created = false;
@@ -410,11 +419,6 @@ qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset, uint64
         if (created)
             continue;
 
-        if (overlaps_fixed_metadata(s, run_start, count))
-            return qcow2_signal_corruption(s, "allocator chose clusters %" PRIu64 "..%" PRIu64
-                                              " that hold the header or active tables "
-                                              "(their refcount is 0)",
-                                           run_start, run_start + count - 1);
         int r = qcow2_refcount_update(s, run_start << s->cluster_bits, count, 1);
         if (r < 0)
             return r;

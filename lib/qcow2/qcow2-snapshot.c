@@ -70,7 +70,7 @@ qcow2_snapshot_table_read(struct qcow2_state *s)
     uint64_t pos = 0;
     for (uint32_t i = 0; i < n && r == 0; i++) {
         struct qcow2_snapshot *sn = &s->snapshots[i];
-        if (avail - pos < 40) {
+        if (pos > avail || avail - pos < 40) {
             r = err_set(-EUCLEAN, "%s: qcow2: snapshot table entry %u is past the end of the "
                                   "file or table limit", s->img->filename, i);
             break;

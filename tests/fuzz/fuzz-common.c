@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: MIT
+/* Shared plumbing of the qcow2 fuzz targets (see fuzz-common.h).
+ *
+ * The image lives in a memory backend wrapped by a small "capped" backend
+ * that refuses to grow the image past FUZZ_MAX_FILE, like a full disk.  An
+ * input may name an external data file; the library opens that from the
+ * host filesystem relative to the image name, so the image is named inside
+ * a private sandbox directory, and inputs whose data-file name could reach
+ * outside it (a '/', "..", odd bytes) are rejected before the library
+ * sees them.  Nothing else of the host is reachable: backing files are
+ * never opened (TOPCOW_OPEN_NO_BACKING). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "byteorder.h"
+#include "image.h"
+#include "io.h"
+#include "fuzz-common.h"
+
+#define QCOW2_EXT_DATA_FILE 0x44415441u
+#define INCOMPAT_DATA_FILE (1ull << 2)
+#define DATA_FILE_BYTES 65536
+
+/* ---- the sandbox ---------------------------------------------------------- */
+
+static char sandbox[256];
+static char data_path[300];
+static char image_name[300];
+
+static void
+sandbox_cleanup(void)
+{
+    if (data_path[0])
+        unlink(data_path);
+    if (sandbox[0])
+        rmdir(sandbox);
+}
+
+/* (Re)write the sandbox's data file with a fixed pattern, so every run of
+ * an input starts from the same bytes whatever an earlier run wrote. */
+static void
+reset_data_file(void)
+{
+    static uint8_t pattern[DATA_FILE_BYTES];
+    for (size_t i = 0; i < sizeof pattern; i++)
+        pattern[i] = (uint8_t)(i * 7 + 1);
+    int fd = open(data_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, pattern, sizeof pattern) != (ssize_t)sizeof pattern)
+        fuzz_fail("cannot write the sandbox data file %s", data_path);
+    close(fd);
+}
+
+static void
+sandbox_init(void)
+{
+    if (sandbox[0])
+        return;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(sandbox, sizeof sandbox, "%s/topcow-fuzz.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(sandbox))
+        fuzz_fail("cannot create a sandbox directory under %s", tmp ? tmp : "/tmp");
+    snprintf(data_path, sizeof data_path, "%s/%s", sandbox, FUZZ_DATA_FILE_NAME);
+    snprintf(image_name, sizeof image_name, "%s/fuzz.qcow2", sandbox);
+    reset_data_file();
+    atexit(sandbox_cleanup);
+}
+
+/* A data-file name stays inside the sandbox: one non-empty path component
+ * of portable file-name characters, not "." or "..". */
+static bool
+safe_name(const uint8_t *p, size_t len)
+{
+    if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = p[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* Whether every data-file name the library could find in @d is safe.  The
+ * library opens a data file only for a version 3 header with the external
+ * data bit set, and reads the name from a header extension lying wholly
+ * inside the input; rather than re-implement the extension walk, check every
+ * place such an extension could start. */
+static bool
+data_file_names_safe(const uint8_t *d, size_t n)
+{
+    if (n < 80 || be32_get(d + 4) != 3 || !(be64_get(d + 72) & INCOMPAT_DATA_FILE))
+        return true;
+    for (size_t p = 0; p + 8 <= n; p++) {
+        if (be32_get(d + p) != QCOW2_EXT_DATA_FILE)
+            continue;
+        uint32_t len = be32_get(d + p + 4);
+        if (len > n - p - 8)
+            continue; /* runs past the input: the library rejects it */
+        const uint8_t *name = d + p + 8;
+        const uint8_t *nul = memchr(name, 0, len);
+        if (!safe_name(name, nul ? (size_t)(nul - name) : len))
+            return false;
+    }
+    return true;
+}
+
+/* ---- the capped memory backend ------------------------------------------ */
+
+struct capped_io {
+    struct io base;
+    struct io *mem;   /* the io_mem_open() backend holding the bytes */
+    bool keep;        /* save the bytes at close (fuzz_open_keep) */
+};
+
+static uint8_t *kept;
+static size_t kept_size;
+
+static struct io *
+inner(struct io *io)
+{
+    return ((struct capped_io *)io)->mem;
+}
+
+/* -ENOSPC when [off, off+len) reaches past FUZZ_MAX_FILE. */
+static int
+cap_range(uint64_t off, uint64_t len)
+{
+    return off > FUZZ_MAX_FILE || len > FUZZ_MAX_FILE - off ? -ENOSPC : 0;
+}
+
+static int
+capped_pread(struct io *io, void *buf, size_t len, uint64_t off)
+{
+    return io_pread(inner(io), buf, len, off);
+}
+
+static int
+capped_pwrite(struct io *io, const void *buf, size_t len, uint64_t off)
+{
+    int r = cap_range(off, len);
+    return r < 0 ? r : io_pwrite(inner(io), buf, len, off);
+}
+
+static int
+capped_flush(struct io *io)
+{
+    return io_flush(inner(io));
+}
+
+static int
+capped_get_size(struct io *io, uint64_t *size)
+{
+    return io_get_size(inner(io), size);
+}
+
+static int
+capped_truncate(struct io *io, uint64_t size)
+{
+    int r = cap_range(size, 0);
+    return r < 0 ? r : io_truncate(inner(io), size);
+}
+
+static int
+capped_write_zeroes(struct io *io, uint64_t off, uint64_t len, unsigned flags)
+{
+    int r = cap_range(off, len);
+    return r < 0 ? r : io_write_zeroes(inner(io), off, len, flags);
+}
+
+static int
+capped_discard(struct io *io, uint64_t off, uint64_t len)
+{
+    return io_discard(inner(io), off, len);
+}
+
+static int
+capped_preallocate(struct io *io, uint64_t off, uint64_t len)
+{
+    int r = cap_range(off, len);
+    return r < 0 ? r : io_preallocate(inner(io), off, len);
+}
+
+static int
+capped_allocated_size(struct io *io, uint64_t *bytes)
+{
+    return io_allocated_size(inner(io), bytes);
+}
+
+static void
+capped_close(struct io *io)
+{
+    struct capped_io *c = (struct capped_io *)io;
+    if (c->keep) {
+        uint64_t size = 0;
+        free(kept);
+        kept = NULL;
+        kept_size = 0;
+        if (io_get_size(c->mem, &size) == 0 && size > 0 && size <= FUZZ_MAX_FILE &&
+            (kept = malloc((size_t)size)) != NULL) {
+            if (io_pread(c->mem, kept, (size_t)size, 0) == 0) {
+                kept_size = (size_t)size;
+            } else {
+                free(kept);
+                kept = NULL;
+            }
+        }
+    }
+    io_close(c->mem);
+    io_base_fini(io);
+    free(c);
+}
+
+static const struct io_ops capped_ops = {
+    .struct_size = sizeof(struct io_ops),
+    .name = "fuzz-mem",
+    .thread_model = IO_PARALLEL, /* the inner memory backend serializes */
+    .close = capped_close,
+    .pread = capped_pread,
+    .pwrite = capped_pwrite,
+    .flush = capped_flush,
+    .get_size = capped_get_size,
+    .truncate = capped_truncate,
+    .write_zeroes = capped_write_zeroes,
+    .discard = capped_discard,
+    .preallocate = capped_preallocate,
+    .allocated_size = capped_allocated_size,
+};
+
+/* A capped memory backend holding a copy of @data; NULL on ENOMEM. */
+static struct io *
+capped_open(const uint8_t *data, size_t size, bool read_only, bool keep)
+{
+    struct capped_io *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (io_mem_open(image_name, &c->mem) < 0 || io_pwrite(c->mem, data, size, 0) < 0) {
+        io_close(c->mem);
+        free(c);
+        return NULL;
+    }
+    if (io_base_init(&c->base, &capped_ops, image_name, read_only ? IO_RDONLY : 0) < 0) {
+        io_close(c->mem);
+        free(c);
+        return NULL;
+    }
+    c->keep = keep;
+    return &c->base;
+}
+
+/* ---- opening ---------------------------------------------------------------- */
+
+static int verbose = -1; /* FUZZ_VERBOSE set: say how each open went */
+
+static int
+open_common(const uint8_t *data, size_t size, bool read_only, bool keep, bool reopen,
+            struct topcow_image **imgp)
+{
+    *imgp = NULL;
+    if (size == 0 || size > (reopen ? FUZZ_MAX_FILE : FUZZ_MAX_INPUT) ||
+        !data_file_names_safe(data, size))
+        return -1;
+    sandbox_init();
+    if (!read_only && !reopen)
+        reset_data_file();
+    struct io *file = capped_open(data, size, read_only, keep);
+    if (!file)
+        return -1;
+    struct topcow_open_opts opts = TOPCOW_OPEN_OPTS_INIT;
+    opts.format = "qcow2";
+    opts.flags = TOPCOW_OPEN_NO_BACKING | (read_only ? TOPCOW_OPEN_RDONLY : 0);
+    int r = image_open_io(imgp, file, image_name, &opts);
+    if (verbose < 0)
+        verbose = getenv("FUZZ_VERBOSE") != NULL;
+    if (verbose)
+        fprintf(stderr, "fuzz: open %s: %s\n", read_only ? "read-only" : "read-write",
+                r < 0 ? topcow_last_error() : "ok");
+    if (r < 0) {
+        /* A failed open must leave a message and no handle. */
+        if (*imgp)
+            fuzz_fail("failed open (%d) returned a handle", r);
+        fuzz_touch_string(topcow_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int
+fuzz_open(const uint8_t *data, size_t size, bool read_only, struct topcow_image **imgp)
+{
+    return open_common(data, size, read_only, false, false, imgp);
+}
+
+int
+fuzz_open_keep(const uint8_t *data, size_t size, bool read_only, struct topcow_image **imgp)
+{
+    return open_common(data, size, read_only, true, false, imgp);
+}
+
+int
+fuzz_reopen(const uint8_t *data, size_t size, struct topcow_image **imgp)
+{
+    return open_common(data, size, true, false, true, imgp);
+}
+
+uint8_t *
+fuzz_take_closed_image(size_t *size)
+{
+    uint8_t *p = kept;
+    *size = kept_size;
+    kept = NULL;
+    kept_size = 0;
+    return p;
+}
+
+/* ---- checks --------------------------------------------------------------- */
+
+void
+fuzz_fail(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("fuzz: library contract broken: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}
+
+/* Where fuzz_touch_string() leaves its result, so the read is not elided. */
+static volatile size_t touch_sink;
+
+void
+fuzz_touch_string(const char *s)
+{
+    if (s)
+        touch_sink = touch_sink + strlen(s);
+}
+
+bool
+fuzz_is_zero(const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i])
+            return false;
+    return true;
+}

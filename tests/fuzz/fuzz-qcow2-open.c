@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: MIT
+/* Fuzz target: open an untrusted qcow2 image read-only and walk every
+ * metadata structure a reader touches - header and extensions, L1/L2 and
+ * refcount tables, snapshot table (all at open), then image info, block
+ * status over the disk and reads of its clusters, compressed ones included.
+ * Work per input is bounded (block-status calls, L2 entries scanned, bytes
+ * read) so that no input takes seconds.  Besides sanitizer reports, a
+ * broken API contract aborts: an extent of the wrong length, or a range
+ * block status calls zero that does not read as zeros. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "topcow.h"
+#include "fuzz-common.h"
+
+#define MAX_BS_CALLS 4096
+#define MAX_SCANNED_CLUSTERS (1ull << 22) /* L2 entries block status may look at */
+#define MAX_READ_CALLS 1024
+#define MAX_READ_BYTES (8ull << 20)
+#define MAX_EXTENTS 1024
+
+struct budget {
+    unsigned read_calls;
+    uint64_t read_bytes;
+};
+
+static uint8_t *buf;  /* one cluster (up to 2 MiB), reused */
+
+/* Read [@off, @off+@len) if the budget allows; with @want_zero the bytes
+ * must be zeros when the read succeeds. */
+static void
+read_range(struct topcow_image *img, struct budget *b, uint64_t off, uint64_t len,
+           bool want_zero)
+{
+    if (len == 0 || b->read_calls >= MAX_READ_CALLS || b->read_bytes + len > MAX_READ_BYTES)
+        return;
+    b->read_calls++;
+    b->read_bytes += len;
+    int r = topcow_image_pread(img, buf, (size_t)len, off);
+    if (r < 0) {
+        fuzz_touch_string(topcow_last_error());
+        return;
+    }
+    if (want_zero && !fuzz_is_zero(buf, (size_t)len))
+        fuzz_fail("block status reports zeros at 0x%llx (+%llu) but the read returns data",
+                  (unsigned long long)off, (unsigned long long)len);
+}
+
+/* Block status at @off for at most @len bytes; checks the extent's
+ * contract.  Returns 0 or -errno. */
+static int
+status(struct topcow_image *img, uint64_t off, uint64_t len, struct topcow_extent *ext)
+{
+    int r = topcow_image_block_status(img, off, len, 0, ext);
+    if (r < 0) {
+        fuzz_touch_string(topcow_last_error());
+        return r;
+    }
+    if (ext->length == 0 || ext->length > len || ext->offset != off)
+        fuzz_fail("block status at 0x%llx (+%llu) returned extent 0x%llx (+%llu)",
+                  (unsigned long long)off, (unsigned long long)len,
+                  (unsigned long long)ext->offset, (unsigned long long)ext->length);
+    if (ext->flags & TOPCOW_EXTENT_OFFSET_VALID)
+        fuzz_touch_string(ext->file);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct topcow_image *img;
+    if (fuzz_open(data, size, true, &img) < 0)
+        return 0;
+
+    struct topcow_info info = { .struct_size = sizeof info };
+    if (topcow_image_get_info(img, &info) < 0)
+        fuzz_fail("get_info failed on an open image: %s", topcow_last_error());
+    fuzz_touch_string(info.filename);
+    fuzz_touch_string(info.format);
+    fuzz_touch_string(info.backing_file);
+    fuzz_touch_string(info.backing_format);
+    fuzz_touch_string(info.full_backing_filename);
+    fuzz_touch_string(info.data_file);
+
+    const uint64_t disk = topcow_image_size(img);
+    const uint64_t cs = info.cluster_size;
+    if (disk != info.virtual_size || cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
+        fuzz_fail("info: virtual size %llu (handle says %llu), cluster size %llu",
+                  (unsigned long long)info.virtual_size, (unsigned long long)disk,
+                  (unsigned long long)cs);
+    buf = malloc((size_t)cs);
+    if (!buf) {
+        topcow_image_close(img);
+        return 0;
+    }
+
+    /* Block status, one L2 table's span per call, from the start of the
+     * disk until a budget runs out; remember allocated and zero extents. */
+    const uint64_t span = cs * (cs / (info.extended_l2 ? 16 : 8));
+    struct topcow_extent found[MAX_EXTENTS];
+    unsigned nfound = 0, calls = 0;
+    uint64_t scanned = 0;
+    for (uint64_t off = 0; off < disk && calls < MAX_BS_CALLS && scanned < MAX_SCANNED_CLUSTERS;
+         calls++) {
+        uint64_t len = span - off % span;
+        if (len > disk - off)
+            len = disk - off;
+        struct topcow_extent ext;
+        if (status(img, off, len, &ext) < 0) {
+            off += len; /* this table is broken; go on with the next */
+            scanned += len / cs + 1;
+            continue;
+        }
+        if ((ext.flags & (TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO)) && nfound < MAX_EXTENTS)
+            found[nfound++] = ext;
+        off += ext.length;
+        scanned += ext.length / cs + 1;
+    }
+    /* A few unaligned probes, including the last byte of the disk. */
+    uint64_t probes[] = { disk / 2 + 1, disk - 1, disk / 3 + 7 };
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0] && disk > 0; i++) {
+        struct topcow_extent ext;
+        uint64_t off = probes[i] < disk ? probes[i] : disk - 1;
+        uint64_t len = disk - off < 3 * cs ? disk - off : 3 * cs;
+        if (status(img, off, len, &ext) == 0 && nfound < MAX_EXTENTS &&
+            (ext.flags & (TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO)))
+            found[nfound++] = ext;
+    }
+
+    /* Reads: the first cluster of every extent found (compressed clusters
+     * are decompressed here), the last byte of each, then the disk in
+     * cluster steps from the start while the budget lasts. */
+    struct budget b = { 0, 0 };
+    for (unsigned i = 0; i < nfound; i++) {
+        const struct topcow_extent *e = &found[i];
+        bool zero = (e->flags & TOPCOW_EXTENT_ZERO) != 0;
+        read_range(img, &b, e->offset, e->length < cs ? e->length : cs, zero);
+        read_range(img, &b, e->offset + e->length - 1, 1, zero);
+    }
+    for (uint64_t off = 0; off < disk; off += cs) {
+        if (b.read_calls >= MAX_READ_CALLS || b.read_bytes + cs > MAX_READ_BYTES)
+            break;
+        read_range(img, &b, off, disk - off < cs ? disk - off : cs, false);
+    }
+    /* Requests past the end must be refused, not served. */
+    if (topcow_image_pread(img, buf, 1, disk) != -EINVAL)
+        fuzz_fail("a read past the end of the disk did not fail with -EINVAL");
+
+    free(buf);
+    buf = NULL;
+    topcow_image_close(img);
+    return 0;
+}

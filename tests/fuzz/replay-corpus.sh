@@ -1,0 +1,16 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# Replay a freshly generated seed corpus through the fuzz targets' replay
+# drivers (built with the normal compiler and the build's sanitizers): every
+# seed image must go through open, check and the write path cleanly.
+#
+# usage: replay-corpus.sh REPLAY_BINARY...
+# Environment: as for every shell test (tests/lib.sh).
+. "$TOPCOW_SRCDIR/tests/lib.sh"
+require qemu-img qemu-io
+
+corpus=$SCRATCH/corpus
+"$TOPCOW_SRCDIR/tests/fuzz/make-corpus.sh" "$corpus" || fail "make-corpus.sh failed"
+for replay in "$@"; do
+    "$replay" "$corpus" || fail "$(basename "$replay") failed on the seed corpus (see above)"
+done
