@@ -1,13 +1,349 @@
 // SPDX-License-Identifier: MIT
-/* topcow convert: placeholder until the command lands. */
+/* topcow convert: qemu-img convert syntax.
+ *   convert [-f FMT] [-O FMT] [-o OPTS] [-S SIZE] [-n] [--target-is-zero]
+ *           [-B BACKING [-F FMT]] [-p] [-q] [-m N] [-W] [-U] [-t CACHE] [-T CACHE]
+ *           SRC... DST
+ * Option checks, opening the sources, creating and opening the target, and
+ * progress; the copying itself is convert-copy.c.  Semantics follow qemu-img
+ * 7.2: sources are concatenated, the target is written with cache=unsafe,
+ * and with -B only the top layer of the source is copied. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "commands.h"
+#include "convert.h"
+#include "create-opts.h"
 #include "util.h"
+
+/* qemu-img's limits for -m and -S. */
+#define MAX_WORKERS 16
+#define MAX_SPARSE (16u << 20)
+
+/* The allocation unit assumed for targets without clusters (a file system
+ * block): zero runs shorter than this would not leave a hole anyway. */
+#define RAW_GRANULE 4096
+
+static void
+help(void)
+{
+    printf("usage: topcow convert [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-S SPARSE_SIZE]\n"
+           "                      [-n] [--target-is-zero] [-B BACKING_FILE [-F BACKING_FMT]]\n"
+           "                      [-m NUM] [-W] [-U] [-t CACHE] [-T SRC_CACHE] [-p] [-q]\n"
+           "                      FILENAME [FILENAME2 [...]] OUTPUT_FILENAME\n\n"
+           "Copy one image, or several concatenated, into OUTPUT_FILENAME.  Holes and\n"
+           "zeros are not written, so the output is sparse.\n\n"
+           "  -f FMT           format of the sources (probed by default)\n"
+           "  -O FMT           output format: raw (default) or qcow2\n"
+           "  -o OPTIONS       format options for the new image, as for 'create'\n"
+           "  -S SIZE          zero runs of at least SIZE bytes inside data stay holes\n"
+           "                   (default 4k; 0 allocates everything)\n"
+           "  -n               write into an existing OUTPUT_FILENAME (no creation)\n"
+           "  --target-is-zero with -n: the output already reads as zeros\n"
+           "  -B FILE          the output gets backing file FILE (format -F) and only\n"
+           "                   the top layer of the source is copied\n"
+           "  -m NUM           parallel requests / worker threads, 1..16 (default 8)\n"
+           "  -W               write out of order (faster; layout varies between runs)\n"
+           "  -U               open the sources without taking their locks\n"
+           "  -t CACHE         output cache mode (default unsafe)\n"
+           "  -T CACHE         source cache mode (default writeback)\n"
+           "  -p               show progress\n"
+           "  -q               quiet\n");
+}
+
+/* Map a qemu cache mode name to open flags.  Returns 0 or -1. */
+static int
+parse_cache(const char *mode, unsigned *flags)
+{
+    if (!strcmp(mode, "none"))
+        *flags = TOPCOW_OPEN_DIRECT;
+    else if (!strcmp(mode, "directsync"))
+        *flags = TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_WRITETHROUGH;
+    else if (!strcmp(mode, "writethrough"))
+        *flags = TOPCOW_OPEN_WRITETHROUGH;
+    else if (!strcmp(mode, "writeback"))
+        *flags = 0;
+    else if (!strcmp(mode, "unsafe"))
+        *flags = TOPCOW_OPEN_UNSAFE;
+    else
+        return -1;
+    return 0;
+}
+
+/* qemu-img -p: percentages, printed when they moved by at least 1%. */
+struct progress {
+    double shown;
+};
+
+static void
+progress_cb(void *opaque, uint64_t done, uint64_t total)
+{
+    struct progress *p = opaque;
+    double pct = total ? 100.0 * (double)done / (double)total : 100.0;
+    if (pct - p->shown >= 1.0 || (pct == 100.0 && p->shown < 100.0)) {
+        p->shown = pct;
+        progress_print(pct);
+    }
+}
+
+/* The library's create message without its "create: PATH: " prefix. */
+static const char *
+create_error(const char *path)
+{
+    const char *msg = topcow_last_error();
+    size_t n = strlen(path);
+    if (!strncmp(msg, "create: ", 8))
+        msg += 8;
+    if (!strncmp(msg, path, n) && !strncmp(msg + n, ": ", 2))
+        msg += n + 2;
+    return msg;
+}
+
+struct options {
+    const char *src_fmt, *out_fmt, *backing, *backing_fmt;
+    struct optlist ol;
+    bool have_o, no_create, target_is_zero, progress, quiet, out_of_order, force_share;
+    uint64_t min_sparse;
+    unsigned workers, src_flags, dst_flags;
+};
+
+/* Parse argv into *o; returns optind, or -1 (message printed) to exit 1, or 0
+ * after --help. */
+static int
+parse_args(int argc, char **argv, struct options *o)
+{
+    enum { OPT_TARGET_IS_ZERO = 256 };
+    static const struct option longopts[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "hf:O:o:S:nB:F:pqm:WUt:T:cl:s:", longopts, NULL)) !=
+           -1) {
+        switch (c) {
+        case 'h': help(); return 0;
+        case 'f': o->src_fmt = optarg; break;
+        case 'O': o->out_fmt = optarg; break;
+        case 'o':
+            if (optlist_parse(&o->ol, optarg) < 0)
+                return -1;
+            o->have_o = true;
+            break;
+        case 'S': {
+            uint64_t v;
+            if (parse_size(optarg, &v) < 0 || v % 512 || v > MAX_SPARSE) {
+                error_msg("Invalid buffer size for sparse output specified. Valid sizes are "
+                          "multiples of 512 up to %u. Select 0 to disable sparse detection "
+                          "(fully allocates output).", MAX_SPARSE);
+                return -1;
+            }
+            o->min_sparse = v;
+            break;
+        }
+        case 'n': o->no_create = true; break;
+        case OPT_TARGET_IS_ZERO: o->target_is_zero = true; break;
+        case 'B': o->backing = optarg; break;
+        case 'F': o->backing_fmt = optarg; break;
+        case 'p': o->progress = true; break;
+        case 'q': o->quiet = true; break;
+        case 'm': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || v < 1 || v > MAX_WORKERS) {
+                error_msg("Invalid number of coroutines. Allowed number of coroutines is "
+                          "between 1 and %d", MAX_WORKERS);
+                return -1;
+            }
+            o->workers = (unsigned)v;
+            break;
+        }
+        case 'W': o->out_of_order = true; break;
+        case 'U': o->force_share = true; break;
+        case 't':
+            if (parse_cache(optarg, &o->dst_flags) < 0) {
+                error_msg("Invalid cache option: %s", optarg);
+                return -1;
+            }
+            break;
+        case 'T':
+            if (parse_cache(optarg, &o->src_flags) < 0) {
+                error_msg("Invalid source cache option: %s", optarg);
+                return -1;
+            }
+            break;
+        case 'c':
+            error_msg("compressed output (-c) is not supported yet");
+            return -1;
+        case 'l':
+        case 's':
+            error_msg("converting from an internal snapshot (-%c) is not supported yet", c);
+            return -1;
+        default: return -1;
+        }
+    }
+    return optind;
+}
+
+/* Checks that need all options; qemu-img's messages.  Returns 0 or -1. */
+static int
+check_args(const struct options *o, int nfiles)
+{
+    if (o->target_is_zero && !o->no_create) {
+        error_msg("--target-is-zero requires use of -n flag");
+        return -1;
+    }
+    if (nfiles < 2) {
+        error_msg("Must specify image file name");
+        return -1;
+    }
+    if (strcmp(o->out_fmt, "raw") && strcmp(o->out_fmt, "qcow2")) {
+        error_msg("Unknown file format '%s'", o->out_fmt);
+        return -1;
+    }
+    if (o->backing && nfiles > 2) {
+        error_msg("Having a backing file for the target makes no sense when concatenating "
+                  "multiple input images");
+        return -1;
+    }
+    if (o->no_create && o->have_o) {
+        error_msg("-o has no effect when skipping image creation");
+        return -1;
+    }
+    if (o->backing && !strcmp(o->out_fmt, "raw")) {
+        error_msg("Backing file not supported for file format 'raw'");
+        return -1;
+    }
+    if (o->backing && !o->backing_fmt && !o->no_create) {
+        error_msg("Use of backing file requires explicit backing format");
+        return -1;
+    }
+    if (o->target_is_zero && o->backing) {
+        error_msg("Cannot use --target-is-zero when the destination image has a backing file");
+        return -1;
+    }
+    return 0;
+}
+
+/* Create the target as the options say, sized @size.  Returns 0 or -1. */
+static int
+create_target(struct options *o, const char *path, uint64_t size)
+{
+    struct create_spec spec = { .opts = TOPCOW_CREATE_OPTS_INIT };
+    spec.opts.format = o->out_fmt;
+    spec.opts.size = size;
+    spec.opts.backing_file = o->backing;
+    spec.opts.backing_format = o->backing_fmt;
+    create_opts_parse(&o->ol, path, &spec);
+    if (topcow_image_create(path, &spec.opts) < 0) {
+        error_msg("%s: error while converting %s: %s", path, o->out_fmt, create_error(path));
+        return -1;
+    }
+    return 0;
+}
 
 int
 cmd_convert(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    error_msg("'convert' is not implemented yet");
-    return 1;
+    struct options o = {
+        .out_fmt = "raw",
+        .min_sparse = 4096,
+        .workers = 8,
+        .dst_flags = TOPCOW_OPEN_UNSAFE,
+    };
+    int first = parse_args(argc, argv, &o);
+    if (first <= 0) {
+        optlist_free(&o.ol);
+        return first == 0 ? 0 : 1;
+    }
+    int nfiles = argc - first;
+    size_t nsrcs = nfiles > 0 ? (size_t)nfiles - 1 : 0;
+    const char *out = nfiles > 0 ? argv[argc - 1] : NULL;
+    struct convert_source *srcs = NULL;
+    struct topcow_image *dst = NULL;
+    int ret = 1;
+    /* -o backing_file/backing_fmt stand for -B/-F; the size always comes from
+     * the sources. */
+    const char *v;
+    if ((v = optlist_get(&o.ol, "backing_file")))
+        o.backing = v;
+    if ((v = optlist_get(&o.ol, "backing_fmt")))
+        o.backing_fmt = v;
+    optlist_get(&o.ol, "size");
+    if (check_args(&o, nfiles) < 0)
+        goto out;
+    if (o.quiet)
+        o.progress = false;
+
+    srcs = calloc(nsrcs, sizeof *srcs);
+    if (!srcs) {
+        error_msg("out of memory");
+        goto out;
+    }
+    unsigned sflags = TOPCOW_OPEN_RDONLY | o.src_flags;
+    if (o.force_share)
+        sflags |= TOPCOW_OPEN_FORCE_SHARE;
+    uint64_t total = 0;
+    for (size_t i = 0; i < nsrcs; i++) {
+        struct convert_source *s = &srcs[i];
+        s->name = argv[first + (int)i];
+        s->img = open_image(s->name, o.src_fmt, sflags);
+        if (!s->img)
+            goto out;
+        s->size = topcow_image_size(s->img);
+        s->span = (s->size + 511) & ~511ull;
+        s->start = total;
+        total += s->span;
+    }
+
+    if (!o.no_create && create_target(&o, out, total) < 0)
+        goto out;
+    dst = open_image(out, o.out_fmt, o.dst_flags);
+    if (!dst)
+        goto out;
+    if (o.no_create && topcow_image_size(dst) < total) {
+        error_msg("output file is smaller than input file");
+        goto out;
+    }
+    struct topcow_info info = { .struct_size = sizeof info };
+    if (topcow_image_get_info(dst, &info) < 0) {
+        error_msg("%s: %s", out, topcow_last_error());
+        goto out;
+    }
+
+    struct progress prog = { 0 };
+    struct convert_job job = {
+        .srcs = srcs,
+        .nsrcs = nsrcs,
+        .dst = dst,
+        .size = total,
+        .workers = o.workers,
+        .out_of_order = o.out_of_order,
+        .parallel_writes = (o.dst_flags & TOPCOW_OPEN_DIRECT) != 0,
+        .min_sparse = o.min_sparse,
+        .granule = info.cluster_size ? info.cluster_size : RAW_GRANULE,
+        .zero_init = o.no_create ? o.target_is_zero : !o.backing,
+        .top_only = o.backing != NULL,
+        .progress = o.progress ? progress_cb : NULL,
+        .opaque = &prog,
+    };
+    if (o.progress)
+        progress_print(0);
+    if (convert_run(&job) < 0)
+        goto out;
+    ret = 0;
+
+out:
+    if (dst && topcow_image_close(dst) < 0 && ret == 0) {
+        error_msg("%s: %s", out, topcow_last_error());
+        ret = 1;
+    }
+    if (ret == 0 && o.progress)
+        progress_end();
+    for (size_t i = 0; srcs && i < nsrcs; i++)
+        topcow_image_close(srcs[i].img);
+    free(srcs);
+    optlist_free(&o.ol);
+    return ret;
 }

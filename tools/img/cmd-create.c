@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "create-opts.h"
 #include "util.h"
 
 static void
@@ -47,22 +48,6 @@ options_help(const char *fmt)
            "  size=<size>            - Virtual disk size\n");
 }
 
-static int
-parse_prealloc(const char *v, enum topcow_prealloc *p, bool raw)
-{
-    if (!strcmp(v, "off"))
-        *p = TOPCOW_PREALLOC_OFF;
-    else if (!strcmp(v, "metadata") && !raw)
-        *p = TOPCOW_PREALLOC_METADATA;
-    else if (!strcmp(v, "falloc"))
-        *p = TOPCOW_PREALLOC_FALLOC;
-    else if (!strcmp(v, "full"))
-        *p = TOPCOW_PREALLOC_FULL;
-    else
-        return -1;
-    return 0;
-}
-
 int
 cmd_create(int argc, char **argv)
 {
@@ -93,7 +78,6 @@ cmd_create(int argc, char **argv)
     }
     if (strcmp(fmt, "qcow2") && strcmp(fmt, "raw"))
         die("Unknown file format '%s'", fmt);
-    bool raw = !strcmp(fmt, "raw");
     if (optlist_get(&ol, "help")) {
         options_help(fmt);
         optlist_free(&ol);
@@ -103,120 +87,33 @@ cmd_create(int argc, char **argv)
         die("Expecting image file name");
     const char *path = argv[optind++];
 
-    struct topcow_create_opts o = TOPCOW_CREATE_OPTS_INIT;
-    o.format = fmt;
+    struct create_spec spec = { .opts = TOPCOW_CREATE_OPTS_INIT };
+    struct topcow_create_opts *o = &spec.opts;
+    o->format = fmt;
     const char *v;
     const char *size_str = optind < argc ? argv[optind++] : optlist_get(&ol, "size");
     if (optind < argc)
         die("Unexpected argument: %s", argv[optind]);
-    if (size_str && parse_size(size_str, &o.size) < 0)
+    if (size_str && parse_size(size_str, &o->size) < 0)
         die("Invalid image size specified. You may use k, M, G, T, P or E suffixes for\n"
             "%s: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.", prog_name);
     if ((v = optlist_get(&ol, "backing_file")))
         backing = v;
     if ((v = optlist_get(&ol, "backing_fmt")))
         backing_fmt = v;
-    o.backing_file = backing;
-    o.backing_format = backing_fmt;
-    o.no_backing_open = no_open;
+    o->backing_file = backing;
+    o->backing_format = backing_fmt;
+    o->no_backing_open = no_open;
     if (!size_str && !backing)
         die("%s: Image creation needs a size parameter", path);
     if (!size_str && no_open)
         die("%s: -u requires a size: the backing file is not opened", path);
 
-    bool b;
-    unsigned given = 0; /* which optional fields to print */
-    enum { G_PREALLOC = 1, G_COMPAT = 2, G_DATA = 4, G_RAW = 8 };
-    if ((v = optlist_get(&ol, "preallocation"))) {
-        if (parse_prealloc(v, &o.preallocation, raw) < 0)
-            die("%s: Parameter 'preallocation' does not accept value '%s'", path, v);
-        given |= G_PREALLOC;
-    }
-    if (!raw) {
-        if ((v = optlist_get(&ol, "compat")) || (v = optlist_get(&ol, "version"))) {
-            if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
-                o.compat = 2;
-            else if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
-                o.compat = 3;
-            else
-                die("%s: Parameter 'version' does not accept value '%s'", path, v);
-            given |= G_COMPAT;
-        }
-        if ((v = optlist_get(&ol, "cluster_size"))) {
-            uint64_t cs;
-            if (parse_size(v, &cs) < 0 || cs > UINT32_MAX)
-                die("%s: Parameter 'cluster_size' expects a size", path);
-            o.cluster_size = (uint32_t)cs;
-        }
-        if ((v = optlist_get(&ol, "refcount_bits"))) {
-            char *end;
-            unsigned long n = strtoul(v, &end, 10);
-            if (*end || n == 0 || n > 64)
-                die("%s: Refcount width must be a power of two and may not exceed 64 bits",
-                    path);
-            o.refcount_bits = (unsigned)n;
-        }
-#define BOOL_OPT(name, field)                                                                     \
-    if ((v = optlist_get(&ol, name))) {                                                            \
-        if (parse_bool(v, &b) < 0)                                                                 \
-            die("%s: Parameter '%s' expects 'on' or 'off'", path, name);                           \
-        o.field = b;                                                                               \
-    }
-        BOOL_OPT("lazy_refcounts", lazy_refcounts)
-        BOOL_OPT("extended_l2", extended_l2)
-        BOOL_OPT("data_file_raw", data_file_raw)
-#undef BOOL_OPT
-        if (optlist_get(&ol, "data_file_raw"))
-            given |= G_RAW;
-        if ((v = optlist_get(&ol, "compression_type"))) {
-            if (!strcmp(v, "zlib"))
-                o.compression_type = TOPCOW_COMPRESSION_ZLIB;
-            else if (!strcmp(v, "zstd"))
-                o.compression_type = TOPCOW_COMPRESSION_ZSTD;
-            else
-                die("%s: Parameter 'compression_type' does not accept value '%s'", path, v);
-        }
-        if ((v = optlist_get(&ol, "data_file"))) {
-            o.data_file = v;
-            given |= G_DATA;
-        }
-    }
-    const char *unknown = optlist_unused(&ol);
-    if (unknown)
-        die("%s: Invalid parameter '%s' for format '%s' (see -o help)", path, unknown, fmt);
-
-    /* Size rounded up to 512, as qemu-img prints it. */
-    uint64_t shown = (o.size + 511) & ~511ull;
-    if (!quiet) {
-        if (raw) {
-            printf("Formatting '%s', fmt=raw size=%llu", path, (unsigned long long)shown);
-            if (given & G_PREALLOC)
-                printf(" preallocation=%s", optlist_get(&ol, "preallocation"));
-        } else {
-            printf("Formatting '%s', fmt=qcow2 cluster_size=%u extended_l2=%s", path,
-                   o.cluster_size ? o.cluster_size : 65536, o.extended_l2 ? "on" : "off");
-            if (given & G_PREALLOC)
-                printf(" preallocation=%s", optlist_get(&ol, "preallocation"));
-            printf(" compression_type=%s", o.compression_type ? "zstd" : "zlib");
-            if (size_str)
-                printf(" size=%llu", (unsigned long long)shown);
-            if (given & G_COMPAT)
-                printf(" compat=%s", o.compat == 2 ? "0.10" : "1.1");
-            if (backing)
-                printf(" backing_file=%s", backing);
-            if (backing_fmt)
-                printf(" backing_fmt=%s", backing_fmt);
-            if (given & G_DATA)
-                printf(" data_file=%s", o.data_file);
-            if (given & G_RAW)
-                printf(" data_file_raw=%s", o.data_file_raw ? "on" : "off");
-            printf(" lazy_refcounts=%s refcount_bits=%u", o.lazy_refcounts ? "on" : "off",
-                   o.refcount_bits ? o.refcount_bits : 16);
-        }
-        printf("\n");
-        fflush(stdout);
-    }
-    int r = topcow_image_create(path, &o);
+    spec.size_given = size_str != NULL;
+    create_opts_parse(&ol, path, &spec);
+    if (!quiet)
+        create_opts_print(path, &spec);
+    int r = topcow_image_create(path, &spec.opts);
     optlist_free(&ol);
     if (r < 0) {
         const char *msg = topcow_last_error();

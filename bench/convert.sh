@@ -1,0 +1,154 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# convert.sh - topcow convert against qemu-img convert, side by side.
+#
+# Usage: bench/convert.sh [path/to/topcow]
+#
+# Generates a 2 GiB mixed raw image reproducibly (fixed seed: holes, written
+# zeros, incompressible AES-CTR bytes and compressible text in regions of
+# varied sizes), makes a qcow2 of it with qemu-img, then times with
+# hyperfine, in one run, `topcow convert` and `qemu-img convert` with the
+# same options (-m 8 -W) for raw->qcow2 and qcow2->raw, page cache warm,
+# alternating the two tools round by round.
+# Every output is verified (qemu-img compare against the source, qemu-img
+# check for qcow2 outputs) and the medians and their ratio are printed.
+#
+# Environment: BENCH_RUNS (rounds, default 7), BENCH_SIZE_MIB (default 2048),
+# BENCH_DIR (parent of the scratch directory, default $TMPDIR or /tmp),
+# BENCH_PREFAULT_MIB (default 0): before each run, write and delete that many
+# MiB in /dev/shm.  In VMs whose free memory goes back to the hypervisor
+# (free page reporting, ballooning), the page cache the outputs need is
+# otherwise faulted in from the host at random, which swamps the tools'
+# differences; about 1.5 times the image size makes every run start warm.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+TOPCOW=${1:-$here/../build/tools/topcow}
+TOPCOW=$(realpath "$TOPCOW")
+RUNS=${BENCH_RUNS:-7}
+SIZE_MIB=${BENCH_SIZE_MIB:-2048}
+PREFAULT_MIB=${BENCH_PREFAULT_MIB:-0}
+
+for p in qemu-img hyperfine openssl dd awk; do
+    command -v "$p" >/dev/null || { echo "convert.sh: $p is required" >&2; exit 1; }
+done
+[ -x "$TOPCOW" ] || { echo "convert.sh: $TOPCOW is not executable" >&2; exit 1; }
+
+dir=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/topcow-bench.XXXXXX")
+shm=/dev/shm/topcow-bench-prefault.$$
+trap 'rm -rf "$dir" "$shm"' EXIT
+cd "$dir"
+
+# A deterministic byte stream: AES-128-CTR with a fixed key over zeros.
+# $1 = IV (hex), $2 = length in bytes.
+# (The producers die of SIGPIPE when head has enough; that is not an error.)
+stream() {
+    { openssl enc -aes-128-ctr -nosalt -K 746f70636f772d62656e63682d6b6579 -iv "$1" \
+        -in /dev/zero 2>/dev/null || true; } | head -c "$2"
+}
+
+# The layout: regions of 4 KiB multiples (4 KiB .. 16 MiB, so many are not
+# cluster aligned) whose kind and size come from the seeded stream.
+# Kinds: 0-3 random, 4-5 text, 6 written zeros, 7 hole.
+gen_image() {
+    local total=$((SIZE_MIB * 1024 * 1024)) off=0 i=0 size kind r
+    local text="topcow bench: the quick brown fox jumps over the lazy dog 0123456789\n"
+    : >src.raw
+    # Each layout record: 4 bytes; enough for any plausible region count.
+    stream 00000000000000000000000000000001 $((4 * 8192)) | od -An -v -tu4 -w4 >layout
+    while [ "$off" -lt "$total" ] && read -r r; do
+        kind=$((r % 8))
+        size=$(((r / 8 % 4096 + 1) * 4096))
+        [ $((off + size)) -le "$total" ] || size=$((total - off))
+        case $kind in
+        0 | 1 | 2 | 3) stream "$(printf '%032x' $((i + 16)))" "$size" ;;
+        4 | 5) { yes "$(printf "$text")" || true; } | head -c "$size" ;;
+        6) head -c "$size" /dev/zero ;;
+        7) true ;;
+        esac | dd of=src.raw bs=1M seek="$off" oflag=seek_bytes iflag=fullblock \
+            conv=notrunc status=none
+        off=$((off + size))
+        i=$((i + 1))
+    done <layout
+    truncate -s "$total" src.raw
+    echo "generated $i regions"
+}
+
+echo "== generating a $SIZE_MIB MiB mixed image in $dir"
+gen_image
+qemu-img convert -f raw -O qcow2 src.raw src.qcow2
+du -h --apparent-size src.raw | sed 's/^/   apparent /'
+du -h src.raw src.qcow2 | sed 's/^/   on disk  /'
+
+# One direction: $1 label, $2 source, $3 source format, $4 output format.
+# Hyperfine runs both commands once per round, BENCH_RUNS times, so that load
+# drifting over the minutes a benchmark takes hits both alike; each run
+# starts with the source in the page cache and no dirty pages around.
+bench_dir() {
+    local label=$1 src=$2 sfmt=$3 ofmt=$4 round
+    local t="$TOPCOW convert -f $sfmt -O $ofmt -m 8 -W $src out-topcow.$ofmt"
+    local q="qemu-img convert -f $sfmt -O $ofmt -m 8 -W $src out-qemu.$ofmt"
+    # Deleting the last output comes last, just before the run: memory freed
+    # long before is handed back to the hypervisor by free page reporting in
+    # VMs, and faulting it in again would dominate the measurement.
+    local prep="cat $src >/dev/null; rm -f out-topcow.$ofmt out-qemu.$ofmt; sync"
+    if [ "$PREFAULT_MIB" -gt 0 ]; then
+        prep="cat $src >/dev/null; dd if=/dev/zero of=$shm bs=1M count=$PREFAULT_MIB status=none"
+        prep+="; rm -f $shm out-topcow.$ofmt out-qemu.$ofmt; sync"
+    fi
+    echo
+    echo "== $label: $RUNS rounds of"
+    echo "   $t"
+    echo "   $q"
+    : >"$label.runs"
+    for round in $(seq 0 "$RUNS"); do
+        hyperfine --style none --runs 1 --prepare "$prep" --export-csv round.csv \
+            -n topcow "$t" -n qemu-img "$q" >/dev/null
+        # Round 0 warms up.
+        [ "$round" = 0 ] || sed 1d round.csv >>"$label.runs"
+    done
+    # Verify the outputs of a final run of each.
+    rm -f out-topcow.* out-qemu.*
+    $t && $q
+    qemu-img compare -q -f "$sfmt" -F "$ofmt" "$src" "out-topcow.$ofmt" ||
+        { echo "convert.sh: topcow output differs from the source" >&2; exit 1; }
+    qemu-img compare -q -f "$ofmt" -F "$ofmt" "out-qemu.$ofmt" "out-topcow.$ofmt" ||
+        { echo "convert.sh: topcow and qemu-img outputs differ" >&2; exit 1; }
+    if [ "$ofmt" = qcow2 ]; then
+        qemu-img check -q out-topcow.qcow2 ||
+            { echo "convert.sh: qemu-img check failed on topcow's output" >&2; exit 1; }
+    fi
+    du -h "out-topcow.$ofmt" "out-qemu.$ofmt" | sed 's/^/   on disk  /'
+    rm -f out-topcow.* out-qemu.*
+    sync
+}
+
+# Median over the rounds of the wall time ($2 = wall) or of user + system
+# time ($2 = cpu) of command $1, from hyperfine CSV lines in $3.
+median() {
+    awk -F, -v cmd="$1" -v col="$2" '$1 == cmd { print (col == "cpu") ? $5 + $6 : $4 }' "$3" |
+        sort -g | awk '{ v[NR] = $1 }
+            END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }'
+}
+
+bench_dir raw-to-qcow2 src.raw raw qcow2
+bench_dir qcow2-to-raw src.qcow2 qcow2 raw
+
+echo
+echo "== medians over $RUNS rounds, seconds (ratio = qemu-img / topcow; > 1: topcow is faster)"
+for label in raw-to-qcow2 qcow2-to-raw; do
+    tw=$(median topcow wall "$label.runs") qw=$(median qemu-img wall "$label.runs")
+    tc=$(median topcow cpu "$label.runs") qc=$(median qemu-img cpu "$label.runs")
+    awk -v l="$label" -v tw="$tw" -v qw="$qw" -v tc="$tc" -v qc="$qc" 'BEGIN {
+        printf "%-13s wall: topcow %6.3f  qemu-img %6.3f  ratio %.2fx", l, tw, qw, qw / tw
+        printf "   cpu: topcow %6.3f  qemu-img %6.3f  ratio %.2fx\n", tc, qc, qc / tc }'
+done
+echo
+echo "== every round, wall seconds (topcow / qemu-img)"
+for label in raw-to-qcow2 qcow2-to-raw; do
+    printf '%-13s' "$label"
+    awk -F, '$1 == "topcow" { t[++n] = $4 } $1 == "qemu-img" { q[++m] = $4 }
+             END { for (i = 1; i <= n; i++) printf " %.2f/%.2f", t[i], q[i]; print "" }' \
+        "$label.runs"
+done

@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: MIT
+/* The copy engine of topcow convert (see convert.h).
+ *
+ * The target's address space is cut into units of CONVERT_UNIT bytes, each
+ * with its own buffer.  Reader threads (-m of them) claim units in order,
+ * ask the sources' block status, read the data extents straight into the
+ * unit's buffer and find zero runs inside the data; the result is a list of
+ * writes: data, with pwrite from that same buffer; zeros, with write_zeroes
+ * unless the target already reads as zeros; nothing where a backing file is
+ * to show through.  A writer thread (the caller's) writes ready units: in
+ * order mode strictly by claim order, so the target's layout is the same for
+ * every run; out of order (-W) the oldest ready unit first.
+ *
+ * One writer, because buffered writes to one file are serialized by the
+ * kernel anyway: a dedicated writer goes from one unit to the next without
+ * waking another thread, while the readers keep the other CPUs busy.  With
+ * parallel_writes (O_DIRECT targets) several writers run.  A unit that ends
+ * in a zero extent may swallow the following units of that extent while
+ * nobody has claimed them, so long holes cost one request. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h"
+#include "util.h"
+
+#define ALIGN_DOWN_POW2(x, a) ((x) & ~((uint64_t)(a) - 1))
+#define MIN_U64(a, b) ((a) < (b) ? (a) : (b))
+
+/* How far one look-ahead block status query reaches when a unit tries to
+ * swallow the rest of a zero extent (bounds the cost of one query). */
+#define LOOKAHEAD (1ull << 30)
+
+enum op_kind {
+    OP_DATA, /* bytes from a source (or, with -S 0, zeros in the buffer) */
+    OP_ZERO, /* reads as zeros */
+    OP_KEEP, /* unallocated in the source's top layer: the target's backing shows */
+};
+
+/* A run of target bytes of one kind. */
+struct op {
+    uint64_t off; /* target offset */
+    uint64_t len;
+    enum op_kind kind;
+    size_t src;   /* OP_DATA in a plan: the source holding the bytes */
+};
+
+struct oplist {
+    struct op *v;
+    size_t n, cap;
+};
+
+enum unit_state {
+    UNIT_FREE,
+    UNIT_FILLING, /* a reader prepares it */
+    UNIT_READY,   /* its writes are planned and its data read */
+    UNIT_WRITING,
+};
+
+/* A unit of work, carried from the reader that prepares it to the writer. */
+struct unit {
+    enum unit_state state;
+    uint64_t seq;         /* claim order */
+    uint64_t start, end;  /* target range */
+    uint8_t *buf;         /* CONVERT_UNIT bytes; buf[0] is target byte start */
+    struct oplist writes; /* what goes to the target */
+};
+
+struct engine {
+    const struct convert_job *job;
+    pthread_mutex_t lock;       /* protects everything below */
+    pthread_cond_t slot_free;   /* a unit became free, or the work ended */
+    pthread_cond_t unit_ready;  /* a unit became ready, or the work ended */
+    struct unit *units;         /* a ring: unit number seq lives in units[seq % nunits] */
+    unsigned nunits;
+    unsigned readers_left;      /* readers that may still claim units */
+    uint64_t next_start;        /* first target byte nobody has claimed */
+    uint64_t next_seq;          /* sequence number of the next claim */
+    uint64_t commit_seq;        /* in order mode: the unit to write next */
+    uint64_t done;              /* bytes written */
+    int err;                    /* first failure; every thread stops */
+};
+
+struct reader {
+    struct engine *e;
+    struct oplist plan; /* what the sources hold in the unit at hand */
+    pthread_t tid;
+};
+
+/* Record the first failure, print "error while WHAT at byte OFF: why" (why:
+ * the library's message, or strerror for failures of the tool itself) and
+ * wake every waiter.  Returns @r. */
+static int
+fail(struct engine *e, int r, const char *what, uint64_t off)
+{
+    pthread_mutex_lock(&e->lock);
+    if (!e->err) {
+        e->err = r;
+        error_msg("error while %s at byte %llu: %s", what, (unsigned long long)off,
+                  r == -ENOMEM ? strerror(ENOMEM) : topcow_last_error());
+    }
+    pthread_cond_broadcast(&e->slot_free);
+    pthread_cond_broadcast(&e->unit_ready);
+    pthread_mutex_unlock(&e->lock);
+    return r;
+}
+
+/* Append a run; with @merge, fold it into the previous one when they touch
+ * and agree. */
+static int
+add_op(struct oplist *l, uint64_t off, uint64_t len, enum op_kind kind, size_t src, bool merge)
+{
+    if (len == 0)
+        return 0;
+    if (merge && l->n > 0) {
+        struct op *last = &l->v[l->n - 1];
+        if (last->kind == kind && last->src == src && last->off + last->len == off) {
+            last->len += len;
+            return 0;
+        }
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        struct op *v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (struct op){ off, len, kind, src };
+    return 0;
+}
+
+static enum op_kind
+classify(unsigned flags, bool top_only)
+{
+    if (flags & TOPCOW_EXTENT_ZERO)
+        return OP_ZERO;
+    if (flags & (TOPCOW_EXTENT_DATA | TOPCOW_EXTENT_ALLOCATED))
+        return OP_DATA;
+    /* Not defined by the top layer (only reported with TOPCOW_BS_TOP_ONLY). */
+    return top_only ? OP_KEEP : OP_DATA;
+}
+
+/* The source covering target offset @off (sources are consecutive). */
+static size_t
+source_at(const struct convert_job *job, uint64_t off)
+{
+    size_t lo = 0, hi = job->nsrcs - 1;
+    while (lo < hi) {
+        size_t mid = (lo + hi + 1) / 2;
+        if (job->srcs[mid].start <= off)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Move the claim point; once everything is claimed, readers waiting for a
+ * free slot have nothing left to wait for.  Needs e->lock. */
+static void
+set_next_start(struct engine *e, uint64_t next)
+{
+    e->next_start = next;
+    if (next >= e->job->size)
+        pthread_cond_broadcast(&e->slot_free);
+}
+
+/* Whether nobody has claimed anything past @end yet. */
+static bool
+last_claimed(struct engine *e, uint64_t end)
+{
+    pthread_mutex_lock(&e->lock);
+    bool last = e->next_start == end;
+    pthread_mutex_unlock(&e->lock);
+    return last;
+}
+
+/* The unit [.., end) ends inside a zero (or keep) extent that continues to
+ * @ext_end: take the following whole units of it too, if no other worker
+ * has claimed them meanwhile.  Returns the unit's new end. */
+static uint64_t
+extend_unit(struct engine *e, uint64_t end, uint64_t ext_end)
+{
+    uint64_t want = ALIGN_DOWN_POW2(ext_end, CONVERT_UNIT);
+    if (want <= end)
+        return end;
+    pthread_mutex_lock(&e->lock);
+    if (e->next_start == end) {
+        set_next_start(e, want);
+        end = want;
+    }
+    pthread_mutex_unlock(&e->lock);
+    return end;
+}
+
+/* One block status query of source @si for target range [pos, pos+len):
+ * the kind of the run starting at pos and its length (<= len). */
+static int
+query(struct engine *e, size_t si, uint64_t pos, uint64_t len, enum op_kind *kind,
+      uint64_t *n)
+{
+    const struct convert_job *job = e->job;
+    const struct convert_source *s = &job->srcs[si];
+    uint64_t spos = pos - s->start;
+    if (spos >= s->size) { /* padding up to the 512-byte boundary */
+        *kind = OP_ZERO;
+        *n = MIN_U64(len, s->span - spos);
+        return 0;
+    }
+    struct topcow_extent ext;
+    int r = topcow_image_block_status(s->img, spos, MIN_U64(len, s->size - spos),
+                                      job->top_only ? TOPCOW_BS_TOP_ONLY : 0, &ext);
+    if (r < 0)
+        return fail(e, r, "reading block status", pos);
+    *kind = classify(ext.flags, job->top_only);
+    *n = ext.length;
+    return 0;
+}
+
+/* Fill rd->plan with the runs of the unit, possibly moving u->end on (see
+ * extend_unit). */
+static int
+plan_unit(struct reader *rd, struct unit *u)
+{
+    struct engine *e = rd->e;
+    const struct convert_job *job = e->job;
+    size_t si = source_at(job, u->start);
+    uint64_t pos = u->start, *end = &u->end;
+    int r;
+    rd->plan.n = 0;
+    while (pos < *end) {
+        while (pos >= job->srcs[si].start + job->srcs[si].span)
+            si++;
+        const struct convert_source *s = &job->srcs[si];
+        uint64_t src_end = s->start + s->span;
+        enum op_kind kind;
+        uint64_t n;
+        if ((r = query(e, si, pos, MIN_U64(*end, src_end) - pos, &kind, &n)) < 0)
+            return r;
+        /* A zero run reaching the unit's end: look how far it goes.  Not with
+         * -S 0, which writes zeros from the buffer. */
+        if (pos + n == *end && kind != OP_DATA && job->min_sparse && *end < src_end &&
+            *end % CONVERT_UNIT == 0 && last_claimed(e, *end)) {
+            enum op_kind k2;
+            uint64_t n2;
+            if ((r = query(e, si, *end, MIN_U64(src_end - *end, LOOKAHEAD), &k2, &n2)) < 0)
+                return r;
+            if (k2 == kind)
+                *end = extend_unit(e, *end, *end + n2);
+            n = *end - pos;
+        }
+        /* Data runs stay separate, so a read error names the failing extent. */
+        if (add_op(&rd->plan, pos, n, kind, si, kind != OP_DATA) < 0)
+            return fail(e, -ENOMEM, "planning", pos);
+        pos += n;
+    }
+    return 0;
+}
+
+/* Read the unit's data runs into its buffer. */
+static int
+read_unit(struct reader *rd, struct unit *u)
+{
+    const struct convert_job *job = rd->e->job;
+    for (size_t i = 0; i < rd->plan.n; i++) {
+        const struct op *o = &rd->plan.v[i];
+        if (o->kind != OP_DATA)
+            continue;
+        const struct convert_source *s = &job->srcs[o->src];
+        uint64_t spos = o->off - s->start;
+        /* The part past the source's end is padding. */
+        uint64_t n = spos < s->size ? MIN_U64(o->len, s->size - spos) : 0;
+        if (n > 0) {
+            int r = topcow_image_pread(s->img, u->buf + (o->off - u->start), (size_t)n, spos);
+            if (r < 0)
+                return fail(rd->e, r, "reading", o->off);
+        }
+        memset(u->buf + (o->off - u->start) + n, 0, (size_t)(o->len - n));
+    }
+    return 0;
+}
+
+static int
+emit(const struct convert_job *job, struct unit *u, uint64_t off, uint64_t len,
+     enum op_kind kind)
+{
+    if (kind == OP_KEEP || (kind == OP_ZERO && job->zero_init))
+        return 0;
+    return add_op(&u->writes, off, len, kind, 0, true);
+}
+
+/* Split a data run into data and zero runs.  Zero detection looks at whole
+ * granules of the target (the edges of the run count as granule edges); a
+ * run of zero granules is treated as zeros when it is at least min_sparse
+ * long, or spans the whole data run. */
+static int
+split_data(const struct convert_job *job, struct unit *u, const struct op *o)
+{
+    const uint64_t g = job->granule;
+    const uint64_t min = MIN_U64(job->min_sparse, o->len);
+    const uint8_t *p = u->buf + (o->off - u->start);
+    uint64_t pos = o->off, end = o->off + o->len, zstart = 0;
+    bool in_zero = false;
+    int r = 0;
+    while (pos < end && r == 0) {
+        uint64_t ge = MIN_U64(ALIGN_DOWN_POW2(pos, g) + g, end);
+        bool z = buf_is_zero(p + (pos - o->off), (size_t)(ge - pos));
+        if (z && !in_zero) {
+            zstart = pos;
+            in_zero = true;
+        } else if (!z) {
+            if (in_zero)
+                r = emit(job, u, zstart, pos - zstart, pos - zstart >= min ? OP_ZERO : OP_DATA);
+            in_zero = false;
+            if (r == 0)
+                r = emit(job, u, pos, ge - pos, OP_DATA);
+        }
+        pos = ge;
+    }
+    if (r == 0 && in_zero)
+        r = emit(job, u, zstart, end - zstart, end - zstart >= min ? OP_ZERO : OP_DATA);
+    return r;
+}
+
+/* Turn the plan (data read) into u->writes. */
+static int
+build_writes(struct reader *rd, struct unit *u)
+{
+    const struct convert_job *job = rd->e->job;
+    u->writes.n = 0;
+    for (size_t i = 0; i < rd->plan.n; i++) {
+        const struct op *o = &rd->plan.v[i];
+        int r = 0;
+        switch (o->kind) {
+        case OP_DATA:
+            r = job->min_sparse ? split_data(job, u, o) : emit(job, u, o->off, o->len, OP_DATA);
+            break;
+        case OP_ZERO:
+            if (job->min_sparse) {
+                r = emit(job, u, o->off, o->len, OP_ZERO);
+            } else { /* -S 0: allocate everything, as qemu-img does */
+                memset(u->buf + (o->off - u->start), 0, (size_t)o->len);
+                r = emit(job, u, o->off, o->len, OP_DATA);
+            }
+            break;
+        case OP_KEEP:
+            break;
+        }
+        if (r < 0)
+            return fail(rd->e, -ENOMEM, "planning", o->off);
+    }
+    return 0;
+}
+
+static int
+write_unit(struct engine *e, const struct unit *u)
+{
+    const struct convert_job *job = e->job;
+    for (size_t i = 0; i < u->writes.n; i++) {
+        const struct op *o = &u->writes.v[i];
+        int r;
+        if (o->kind == OP_DATA)
+            r = topcow_image_pwrite(job->dst, u->buf + (o->off - u->start), (size_t)o->len,
+                                    o->off, 0);
+        else
+            r = topcow_image_write_zeroes(job->dst, o->off, o->len, TOPCOW_ZERO_MAY_UNMAP);
+        if (r < 0)
+            return fail(e, r, "writing", o->off);
+    }
+    return 0;
+}
+
+/* Claim the next unit into its ring slot, waiting for the slot to be free.
+ * NULL when everything is claimed or a thread failed.  Needs e->lock. */
+static struct unit *
+claim(struct engine *e)
+{
+    const uint64_t size = e->job->size;
+    struct unit *u;
+    while (!e->err && e->next_start < size &&
+           (u = &e->units[e->next_seq % e->nunits])->state != UNIT_FREE)
+        pthread_cond_wait(&e->slot_free, &e->lock);
+    if (e->err || e->next_start >= size)
+        return NULL;
+    u->state = UNIT_FILLING;
+    u->seq = e->next_seq++;
+    u->start = e->next_start;
+    u->end = MIN_U64(ALIGN_DOWN_POW2(u->start, CONVERT_UNIT) + CONVERT_UNIT, size);
+    set_next_start(e, u->end);
+    /* The next slot may have been freed while no reader was waiting. */
+    if (e->next_start < size && e->units[e->next_seq % e->nunits].state == UNIT_FREE)
+        pthread_cond_signal(&e->slot_free);
+    return u;
+}
+
+static void *
+reader_main(void *arg)
+{
+    struct reader *rd = arg;
+    struct engine *e = rd->e;
+    struct unit *u;
+#ifdef SCHED_BATCH
+    /* Readers are throughput work: as batch threads they take the CPU only
+     * when the scheduler has it to spare and never preempt the writer, which
+     * is the critical path.  Best effort; the policy needs no privilege. */
+    struct sched_param sp = { 0 };
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+#endif
+    pthread_mutex_lock(&e->lock);
+    while ((u = claim(e))) {
+        pthread_mutex_unlock(&e->lock);
+        int r = plan_unit(rd, u);
+        if (r == 0)
+            r = read_unit(rd, u);
+        if (r == 0)
+            r = build_writes(rd, u);
+        pthread_mutex_lock(&e->lock);
+        u->state = r < 0 ? UNIT_FREE : UNIT_READY;
+        pthread_cond_signal(&e->unit_ready);
+    }
+    /* The writers finish once no reader can produce more units. */
+    e->readers_left--;
+    pthread_cond_broadcast(&e->unit_ready);
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+/* The unit to write next, marked as being written: in order mode the one
+ * whose turn it is, otherwise the oldest ready one.  Waits for it; NULL when
+ * all units are written or a thread failed.  Needs e->lock. */
+static struct unit *
+next_ready(struct engine *e)
+{
+    for (;;) {
+        if (e->err)
+            return NULL;
+        struct unit *best = NULL;
+        if (!e->job->out_of_order) {
+            struct unit *u = &e->units[e->commit_seq % e->nunits];
+            if (u->state == UNIT_READY && u->seq == e->commit_seq)
+                best = u;
+        } else {
+            for (unsigned i = 0; i < e->nunits; i++) {
+                struct unit *u = &e->units[i];
+                if (u->state == UNIT_READY && (!best || u->seq < best->seq))
+                    best = u;
+            }
+        }
+        if (best) {
+            best->state = UNIT_WRITING;
+            return best;
+        }
+        bool pending = e->readers_left > 0;
+        for (unsigned i = 0; i < e->nunits && !pending; i++)
+            pending = e->units[i].state == UNIT_FILLING || e->units[i].state == UNIT_READY;
+        if (!pending)
+            return NULL;
+        pthread_cond_wait(&e->unit_ready, &e->lock);
+    }
+}
+
+static void *
+writer_main(void *arg)
+{
+    struct engine *e = arg;
+    struct unit *u;
+    pthread_mutex_lock(&e->lock);
+    while ((u = next_ready(e))) {
+        pthread_mutex_unlock(&e->lock);
+        int r = write_unit(e, u);
+        pthread_mutex_lock(&e->lock);
+        u->state = UNIT_FREE;
+        /* One slot, one reader: waking them all would only have them fight
+         * the writer for the CPU. */
+        pthread_cond_signal(&e->slot_free);
+        if (r < 0)
+            break;
+        e->commit_seq++;
+        e->done += u->end - u->start;
+        if (e->job->progress)
+            e->job->progress(e->job->opaque, e->done, e->job->size);
+    }
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+int
+convert_run(const struct convert_job *job)
+{
+    const unsigned nreaders = job->workers ? job->workers : 1;
+    const unsigned nwriters = job->out_of_order && job->parallel_writes ? nreaders : 1;
+    struct engine e = { .job = job, .nunits = nreaders + nwriters };
+    pthread_mutex_init(&e.lock, NULL);
+    pthread_cond_init(&e.slot_free, NULL);
+    pthread_cond_init(&e.unit_ready, NULL);
+    struct reader *rds = calloc(nreaders, sizeof *rds);
+    pthread_t *wts = calloc(nwriters, sizeof *wts);
+    e.units = calloc(e.nunits, sizeof *e.units);
+    int r = rds && wts && e.units ? 0 : -ENOMEM;
+    for (unsigned i = 0; i < e.nunits && r == 0; i++)
+        /* Page aligned, so O_DIRECT targets (-t none) need no bounce buffers. */
+        if (posix_memalign((void **)&e.units[i].buf, 4096, CONVERT_UNIT) != 0)
+            r = -ENOMEM;
+    /* The threads wait for the lock until all of them are started. */
+    unsigned nr = 0, nw = 1; /* writer 0 is this thread */
+    pthread_mutex_lock(&e.lock);
+    for (; r == 0 && nr < nreaders; nr++) {
+        rds[nr].e = &e;
+        if (pthread_create(&rds[nr].tid, NULL, reader_main, &rds[nr]) != 0)
+            break;
+    }
+    for (; r == 0 && nr == nreaders && nw < nwriters; nw++)
+        if (pthread_create(&wts[nw], NULL, writer_main, &e) != 0)
+            break;
+    e.readers_left = nr;
+    if (r == 0 && (nr < nreaders || nw < nwriters))
+        r = -EAGAIN;
+    if (r < 0) {
+        e.err = r;
+        error_msg("could not start the copy threads: %s", strerror(-r));
+    }
+    pthread_mutex_unlock(&e.lock);
+    if (r == 0)
+        writer_main(&e);
+    for (unsigned i = 0; i < nr; i++)
+        pthread_join(rds[i].tid, NULL);
+    for (unsigned i = 1; i < nw; i++)
+        pthread_join(wts[i], NULL);
+    for (unsigned i = 0; e.units && i < e.nunits; i++) {
+        free(e.units[i].buf);
+        free(e.units[i].writes.v);
+    }
+    for (unsigned i = 0; rds && i < nreaders; i++)
+        free(rds[i].plan.v);
+    free(e.units);
+    free(rds);
+    free(wts);
+    pthread_cond_destroy(&e.unit_ready);
+    pthread_cond_destroy(&e.slot_free);
+    pthread_mutex_destroy(&e.lock);
+    return e.err;
+}

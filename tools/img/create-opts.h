@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MIT
+/* Format options for new images (`-o key=value,...`), shared by the commands
+ * that create images (create, convert): parsing them into a
+ * struct topcow_create_opts with qemu-img's error messages, and printing
+ * qemu-img's "Formatting 'FILE', fmt=..." line. */
+#ifndef TOPCOW_TOOLS_CREATE_OPTS_H
+#define TOPCOW_TOOLS_CREATE_OPTS_H
+
+#include <stdbool.h>
+
+#include "topcow.h"
+#include "util.h"
+
+/* A new image's options, plus what the user spelled out explicitly: the
+ * Formatting line shows some options only when they were given. */
+struct create_spec {
+    struct topcow_create_opts opts; /* opts.format ("qcow2" or "raw") set by the caller */
+    bool size_given;                /* size= is shown (not when it comes from the backing file) */
+    const char *prealloc;           /* preallocation value as given, or NULL */
+    bool compat_given;
+    bool data_file_raw_given;
+};
+
+/* Parse the format options of @ol into spec->opts for an image at @path:
+ * preallocation, and for qcow2 compat (or version), cluster_size,
+ * refcount_bits, lazy_refcounts, extended_l2, data_file, data_file_raw and
+ * compression_type.  The caller takes size, backing_file and backing_fmt
+ * from @ol first if it honours them.  Any option nobody asked for is an
+ * error.  On a bad value prints qemu-img's message and exits with status 1. */
+void create_opts_parse(struct optlist *ol, const char *path, struct create_spec *spec);
+
+/* Print "Formatting 'PATH', fmt=..." to stdout as qemu-img create does. */
+void create_opts_print(const char *path, const struct create_spec *spec);
+
+#endif
