@@ -4,7 +4,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 MESON_OPTS ?=
 
-.PHONY: all setup build test test-asan demo bench clean
+.PHONY: all setup build test test-long test-asan demo bench clean
 
 all: build
 
@@ -22,6 +22,10 @@ $(BUILD_ASAN)/build.ninja:
 
 test: build
 	@./scripts/run-tests.sh $(BUILD)
+
+# The long reliability runs (thousands of crash points); not part of `make test`.
+test-long: build
+	@MESON_TEST_ARGS="--suite long" ./scripts/run-tests.sh $(BUILD)
 
 test-asan: setup $(BUILD_ASAN)/build.ninja
 	ninja -C $(BUILD_ASAN)

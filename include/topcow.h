@@ -73,8 +73,10 @@ struct topcow_image; /* opaque */
 #define TOPCOW_OPEN_DIRECT (1u << 2)       /* O_DIRECT on the image file(s) */
 #define TOPCOW_OPEN_NO_BACKING (1u << 3)   /* do not open the backing chain; unallocated
                                             * regions then read as zeros */
-#define TOPCOW_OPEN_UNSAFE (1u << 4)       /* flush is a no-op except at close
-                                            * (cache=unsafe, as for convert targets) */
+#define TOPCOW_OPEN_UNSAFE (1u << 4)       /* cache=unsafe, as for convert targets:
+                                            * never fsync, not even at close; only
+                                            * qcow2's clean mark (dirty bit cleared)
+                                            * is made durable */
 #define TOPCOW_OPEN_WRITETHROUGH (1u << 5) /* every write is durable on return */
 #define TOPCOW_OPEN_NO_REPAIR (1u << 6)    /* open a dirty image read-write without
                                             * rebuilding its refcounts (for check -r) */

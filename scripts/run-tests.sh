@@ -5,7 +5,7 @@
 set -u
 BUILD=${1:-build}
 LOG=$BUILD/meson-logs/testlog.txt
-meson test -C "$BUILD" --print-errorlogs --num-processes 2 ${MESON_TEST_ARGS:-}
+meson test -C "$BUILD" --print-errorlogs --num-processes 2 ${MESON_TEST_ARGS:---no-suite long}
 rc=$?
 ok=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$LOG" | tail -1)
 xfail=$(sed -n 's/^Expected Fail: *\([0-9]*\).*/\1/p' "$LOG" | tail -1)

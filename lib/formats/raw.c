@@ -92,6 +92,8 @@ raw_discard(struct topcow_image *img, uint64_t off, uint64_t len)
 static int
 raw_flush(struct topcow_image *img)
 {
+    if (img->flags & TOPCOW_OPEN_UNSAFE)
+        return 0; /* cache=unsafe: nothing is made durable, not even at close */
     return io_flush(img->file);
 }
 

@@ -202,7 +202,7 @@ qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, struct qcow2_extent
     /* Extend the run over following subclusters of the same kind. */
     uint64_t pos = (off & ~(s->subcluster_size - 1)) + s->subcluster_size;
     uint64_t end = off + len;
-    uint64_t expect_host = hosted ? host_of(s, l2e, pos) : 0;
+    uint64_t expect_host = hosted ? ext->host + (pos - off) : 0;
     while (pos < end) {
         uint64_t j = qcow2_l2_index(s, pos);
         if (j != i) {
