@@ -28,6 +28,7 @@
 
 #define ALIGN_DOWN_POW2(x, a) ((x) & ~((uint64_t)(a) - 1))
 #define MIN_U64(a, b) ((a) < (b) ? (a) : (b))
+#define MAX_U64(a, b) ((a) > (b) ? (a) : (b))
 
 /* How far one look-ahead block status query reaches when a unit tries to
  * swallow the rest of a zero extent (bounds the cost of one query). */
@@ -68,8 +69,18 @@ struct unit {
     struct oplist writes; /* what goes to the target */
 };
 
+/* The last block status answer for one source, in source offsets: one
+ * query usually covers many units, and on some file systems (tmpfs) every
+ * SEEK_DATA/SEEK_HOLE costs a scan of the page cache. */
+struct status_cache {
+    uint64_t start, end;
+    enum op_kind kind;
+};
+
 struct engine {
     const struct convert_job *job;
+    pthread_mutex_t status_lock; /* protects status[] */
+    struct status_cache *status; /* one per source */
     pthread_mutex_t lock;       /* protects everything below */
     pthread_cond_t slot_free;   /* a unit became free, or the work ended */
     pthread_cond_t unit_ready;  /* a unit became ready, or the work ended */
@@ -211,13 +222,29 @@ query(struct engine *e, size_t si, uint64_t pos, uint64_t len, enum op_kind *kin
         *n = MIN_U64(len, s->span - spos);
         return 0;
     }
+    struct status_cache *c = &e->status[si];
+    pthread_mutex_lock(&e->status_lock);
+    bool hit = c->start <= spos && spos < c->end;
+    if (hit) {
+        *kind = c->kind;
+        *n = MIN_U64(len, c->end - spos);
+    }
+    pthread_mutex_unlock(&e->status_lock);
+    if (hit)
+        return 0;
+    /* Ask beyond the range at hand (bounded, like any one query), so that
+     * the next units of a long extent are answered from the cache. */
     struct topcow_extent ext;
-    int r = topcow_image_block_status(s->img, spos, MIN_U64(len, s->size - spos),
+    int r = topcow_image_block_status(s->img, spos,
+                                      MIN_U64(MAX_U64(len, LOOKAHEAD), s->size - spos),
                                       job->top_only ? TOPCOW_BS_TOP_ONLY : 0, &ext);
     if (r < 0)
         return fail(e, r, "reading block status", pos);
     *kind = classify(ext.flags, job->top_only);
-    *n = ext.length;
+    *n = MIN_U64(len, ext.length);
+    pthread_mutex_lock(&e->status_lock);
+    *c = (struct status_cache){ spos, spos + ext.length, *kind };
+    pthread_mutex_unlock(&e->status_lock);
     return 0;
 }
 
@@ -495,12 +522,14 @@ convert_run(const struct convert_job *job)
     const unsigned nwriters = job->out_of_order && job->parallel_writes ? nreaders : 1;
     struct engine e = { .job = job, .nunits = nreaders + nwriters };
     pthread_mutex_init(&e.lock, NULL);
+    pthread_mutex_init(&e.status_lock, NULL);
     pthread_cond_init(&e.slot_free, NULL);
     pthread_cond_init(&e.unit_ready, NULL);
     struct reader *rds = calloc(nreaders, sizeof *rds);
     pthread_t *wts = calloc(nwriters, sizeof *wts);
     e.units = calloc(e.nunits, sizeof *e.units);
-    int r = rds && wts && e.units ? 0 : -ENOMEM;
+    e.status = calloc(job->nsrcs, sizeof *e.status);
+    int r = rds && wts && e.units && e.status ? 0 : -ENOMEM;
     for (unsigned i = 0; i < e.nunits && r == 0; i++)
         /* Page aligned, so O_DIRECT targets (-t none) need no bounce buffers. */
         if (posix_memalign((void **)&e.units[i].buf, 4096, CONVERT_UNIT) != 0)
@@ -537,10 +566,12 @@ convert_run(const struct convert_job *job)
     for (unsigned i = 0; rds && i < nreaders; i++)
         free(rds[i].plan.v);
     free(e.units);
+    free(e.status);
     free(rds);
     free(wts);
     pthread_cond_destroy(&e.unit_ready);
     pthread_cond_destroy(&e.slot_free);
+    pthread_mutex_destroy(&e.status_lock);
     pthread_mutex_destroy(&e.lock);
     return e.err;
 }
