@@ -35,7 +35,8 @@ demo: build
 	@./scripts/demo.sh $(BUILD)
 
 bench: build
-	@./bench/convert.sh $(BUILD)/tools/topcow
+	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} BENCH_PREFAULT_MIB=$${BENCH_PREFAULT_MIB:-3072} \
+	    ./bench/convert.sh $(BUILD)/tools/topcow
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
