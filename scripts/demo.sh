@@ -31,6 +31,15 @@ step "Consistency: topcow check, then QEMU's own verdict"
 run "$TOPCOW" check clone.qcow2
 run qemu-img check clone.qcow2
 
+step "Roll back a bad update with an internal snapshot"
+run "$TOPCOW" snapshot -c before-update clone.qcow2
+run "$TOPCOW" io -c "write -P 0xbd 32M 1M" clone.qcow2
+run "$TOPCOW" snapshot -l clone.qcow2
+run "$TOPCOW" snapshot -a before-update clone.qcow2
+run "$TOPCOW" io -c "read -P 0x99 32M 1M" clone.qcow2
+run "$TOPCOW" snapshot -d before-update clone.qcow2
+run qemu-img check clone.qcow2
+
 step "Flatten the chain to a standalone image, then back to raw"
 run "$TOPCOW" convert -O qcow2 clone.qcow2 flat.qcow2
 run "$TOPCOW" convert -O raw flat.qcow2 flat.raw
