@@ -20,8 +20,10 @@ build: setup $(BUILD)/build.ninja
 $(BUILD_ASAN)/build.ninja:
 	meson setup $(BUILD_ASAN) -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
 
-test: build
-	@./scripts/run-tests.sh $(BUILD)
+# Every suite in the normal build, then the fast suites under ASan+UBSan.
+test: build $(BUILD_ASAN)/build.ninja
+	ninja -C $(BUILD_ASAN)
+	@./scripts/run-tests.sh $(BUILD) $(BUILD_ASAN)
 
 # The long reliability runs (thousands of crash points); not part of `make test`.
 test-long: build

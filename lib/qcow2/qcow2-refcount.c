@@ -503,7 +503,8 @@ qcow2_apply_pending_frees(struct qcow2_state *s)
     }
 out:
     /* Drop the fully applied entries; keep the rest for the next attempt. */
-    memmove(s->pending, s->pending + i, (s->nb_pending - i) * sizeof *s->pending);
+    if (i > 0 && i < s->nb_pending)
+        memmove(s->pending, s->pending + i, (s->nb_pending - i) * sizeof *s->pending);
     s->nb_pending -= i;
     return r;
 }

@@ -423,7 +423,8 @@ qcow2_snapshot_create(struct topcow_image *img, const char *name)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     if (sn) {
-        memcpy(list, s->snapshots, s->nb_snapshots * sizeof *list);
+        if (s->nb_snapshots)
+            memcpy(list, s->snapshots, s->nb_snapshots * sizeof *list);
         sn->l1_table_offset = l1off;
         sn->l1_size = s->l1_size;
         sn->id_str = strdup(idbuf);

@@ -122,6 +122,7 @@ main(void)
     bool ok = memcmp(cur, model[4], SIZE) == 0;
     printf("%s apply restores level4\n", ok ? "ok  " : "FAIL");
     failures += !ok;
+    free(cur);
     memcpy(model[0], model[4], SIZE);
     write_pattern(img, 65536, 65536, 0x55);
     CHECK(topcow_image_close(img));
