@@ -82,6 +82,9 @@ struct topcow_image; /* opaque */
                                             * rebuilding its refcounts (for check -r) */
 #define TOPCOW_OPEN_ALLOW_CORRUPT (1u << 7) /* open read-write even if marked corrupt
                                              * (for check -r) */
+#define TOPCOW_OPEN_SHARE_BACKING (1u << 8) /* open the backing chain without locks
+                                             * (as -U does), so that another handle
+                                             * may write one of its layers: commit */
 
 struct topcow_open_opts {
     size_t struct_size;         /* sizeof(struct topcow_open_opts) */
@@ -284,6 +287,52 @@ TOPCOW_API int topcow_snapshot_apply(struct topcow_image *img, const char *id_or
 
 /* Delete snapshot @id_or_name and free what only it referenced. */
 TOPCOW_API int topcow_snapshot_delete(struct topcow_image *img, const char *id_or_name);
+
+/* ------------------------------------------------------------------------ */
+/* Image lifecycle: backing file, emptying, resizing, amending               */
+/* Like snapshot operations, these are not concurrent with I/O on the handle. */
+
+/* Record @backing_file (as it is to be stored: relative names are resolved
+ * against the image's directory when opened) and @backing_format (NULL: no
+ * format recorded) in the image header; NULL or "" for @backing_file removes
+ * the backing file.  Everything written before is made durable first.  The
+ * open handle keeps reading through its old chain; the new backing file is
+ * used from the next open.  qcow2 only. */
+TOPCOW_API int topcow_image_set_backing(struct topcow_image *img, const char *backing_file,
+                                        const char *backing_format);
+
+/* Deallocate every cluster of the active layer, so that the whole image
+ * reads from its backing file (or as zeros without one), as qemu-img commit
+ * leaves the committed overlay.  Snapshots keep their data.  qcow2 only. */
+TOPCOW_API int topcow_image_make_empty(struct topcow_image *img);
+
+#define TOPCOW_RESIZE_SHRINK (1u << 0) /* allow @size below the current size */
+
+/* Change the virtual size to @size (rounded up to 512 bytes, as qemu-img
+ * does).  Growing: the new range reads as zeros; @prealloc allocates it
+ * (qcow2: metadata, falloc, full; raw: falloc, full).  Shrinking needs
+ * TOPCOW_RESIZE_SHRINK and is refused with -ENOTEMPTY, naming the offset,
+ * while the range cut off holds data in the image itself (discard it first):
+ * a shrink never loses guest data silently. */
+TOPCOW_API int topcow_image_resize(struct topcow_image *img, uint64_t size, unsigned flags,
+                                   enum topcow_prealloc prealloc);
+
+/* What topcow_image_amend changes; 0 / -1 fields are left alone. */
+struct topcow_amend_opts {
+    size_t struct_size;       /* sizeof(struct topcow_amend_opts) */
+    unsigned compat;          /* 2 = "0.10", 3 = "1.1" */
+    int lazy_refcounts;       /* 0 off, 1 on, -1 unchanged */
+    unsigned refcount_bits;   /* 1, 2, 4, ... 64 */
+};
+#define TOPCOW_AMEND_OPTS_INIT                                                                     \
+    { .struct_size = sizeof(struct topcow_amend_opts), .lazy_refcounts = -1 }
+
+/* Change qcow2 header options in place (qemu-img amend).  A downgrade to
+ * compat 0.10 turns zero clusters into deallocated or zero-filled clusters,
+ * and is refused (naming the reason) with extended L2 entries, an external
+ * data file, refcount widths other than 16 bits or lazy refcounts left on.
+ * A new refcount width rewrites the refcount structures. */
+TOPCOW_API int topcow_image_amend(struct topcow_image *img, const struct topcow_amend_opts *opts);
 
 /* ------------------------------------------------------------------------ */
 /* Consistency check                                                         */

@@ -79,7 +79,10 @@ open_backing(struct topcow_image *img, const struct topcow_open_opts *top_opts)
      * used as is and never probed. */
     struct topcow_open_opts bo = TOPCOW_OPEN_OPTS_INIT;
     bo.flags = TOPCOW_OPEN_RDONLY |
-               (top_opts->flags & (TOPCOW_OPEN_FORCE_SHARE | TOPCOW_OPEN_DIRECT));
+               (top_opts->flags & (TOPCOW_OPEN_FORCE_SHARE | TOPCOW_OPEN_DIRECT |
+                                   TOPCOW_OPEN_SHARE_BACKING));
+    if (top_opts->flags & TOPCOW_OPEN_SHARE_BACKING)
+        bo.flags |= TOPCOW_OPEN_FORCE_SHARE;
     bo.format = img->backing_format;
     if (img->chain_depth == 0 && top_opts->backing_format)
         bo.format = top_opts->backing_format;

@@ -50,6 +50,14 @@ struct format_ops {
     int (*snapshot_create)(struct topcow_image *img, const char *name);
     int (*snapshot_apply)(struct topcow_image *img, const char *id_or_name);
     int (*snapshot_delete)(struct topcow_image *img, const char *id_or_name);
+    /* Lifecycle (optional; see topcow.h).  Called on read-write images with
+     * arguments checked; resize gets a size rounded to 512 bytes that
+     * differs from img->size. */
+    int (*set_backing)(struct topcow_image *img, const char *file, const char *format);
+    int (*make_empty)(struct topcow_image *img);
+    int (*resize)(struct topcow_image *img, uint64_t size, unsigned flags,
+                  enum topcow_prealloc prealloc);
+    int (*amend)(struct topcow_image *img, const struct topcow_amend_opts *opts);
     /* append only */
 };
 

@@ -3,6 +3,7 @@
  * hole punching where the backend can; block status comes from the file's
  * holes (SEEK_DATA/SEEK_HOLE). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "minmax.h"
@@ -97,6 +98,67 @@ raw_flush(struct topcow_image *img)
     return io_flush(img->file);
 }
 
+/* The first offset in [@from, @to) holding a non-zero byte, or @to. */
+static int
+first_nonzero(struct topcow_image *img, uint64_t from, uint64_t to, uint64_t *found)
+{
+    enum { CHUNK = 1 << 20 };
+    uint8_t *buf = NULL;
+    int r = 0;
+    *found = to;
+    for (uint64_t pos = from; pos < to && r == 0 && *found == to;) {
+        bool is_data;
+        uint64_t n;
+        r = io_block_status(img->file, pos, to - pos, &is_data, &n);
+        for (uint64_t p = pos; r == 0 && is_data && p < pos + n;) {
+            size_t len = (size_t)MIN((uint64_t)CHUNK, pos + n - p);
+            if (!buf && !(buf = malloc(CHUNK)))
+                r = err_set(-ENOMEM, "out of memory");
+            if (r == 0)
+                r = io_pread(img->file, buf, len, p);
+            for (size_t i = 0; r == 0 && i < len; i++)
+                if (buf[i]) {
+                    *found = p + i;
+                    break;
+                }
+            if (*found != to)
+                break;
+            p += len;
+        }
+        pos += n;
+    }
+    free(buf);
+    return r;
+}
+
+static int
+raw_resize(struct topcow_image *img, uint64_t size, unsigned flags, enum topcow_prealloc prealloc)
+{
+    (void)flags;
+    int r = 0;
+    if (size < img->size) {
+        uint64_t found;
+        r = first_nonzero(img, size, img->size, &found);
+        if (r == 0 && found < img->size)
+            return err_set(-ENOTEMPTY,
+                           "%s: cannot shrink to %llu bytes: guest data at offset %llu would "
+                           "be cut off (discard it first)", img->filename,
+                           (unsigned long long)size, (unsigned long long)found);
+    }
+    uint64_t old = img->size;
+    if (r == 0)
+        r = io_truncate(img->file, size);
+    if (r == 0 && size > old && prealloc == TOPCOW_PREALLOC_FALLOC)
+        r = io_preallocate(img->file, old, size - old);
+    else if (r == 0 && size > old && prealloc == TOPCOW_PREALLOC_FULL)
+        r = io_write_zeroes(img->file, old, size - old, 0);
+    if (r == 0 && size > old && prealloc == TOPCOW_PREALLOC_METADATA)
+        r = err_set(-ENOTSUP, "%s: raw images have no metadata to preallocate", img->filename);
+    if (r == 0)
+        img->size = size;
+    return r;
+}
+
 static int
 raw_block_status(struct topcow_image *img, uint64_t off, uint64_t len, struct topcow_extent *ext)
 {
@@ -126,4 +188,5 @@ const struct format_ops raw_format = {
     .discard = raw_discard,
     .flush = raw_flush,
     .block_status = raw_block_status,
+    .resize = raw_resize,
 };

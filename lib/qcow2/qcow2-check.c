@@ -475,7 +475,7 @@ qcow2_check(struct topcow_image *img, unsigned flags, struct topcow_check_result
             goto out;
         }
         say(&w, "Rebuilding refcount structure");
-        r = qcow2_rebuild_refcounts(s, true);
+        r = qcow2_rebuild_refcounts(s, true, false);
         if (r < 0)
             goto out;
         res->corruptions_fixed += found.corruptions;
@@ -517,7 +517,7 @@ out:
 }
 
 int
-qcow2_rebuild_refcounts(struct qcow2_state *s, bool keep_old)
+qcow2_rebuild_refcounts(struct qcow2_state *s, bool keep_old, bool new_order)
 {
     struct topcow_check_result res = { .struct_size = sizeof res };
     struct walk w = { .s = s, .res = &res, .skip_refcounts = !keep_old };
@@ -581,7 +581,11 @@ qcow2_rebuild_refcounts(struct qcow2_state *s, bool keep_old)
     if (r == 0) {
         s->h.refcount_table_offset = (area + blocks) * cs;
         s->h.refcount_table_clusters = (uint32_t)tclusters;
-        r = qcow2_header_write_field(s, QCOW2_HDR_REFTABLE, 12);
+        /* With a new refcount width, its field (byte 96) changes in the
+         * same write as the table pointer: 52 bytes, within one sector. */
+        r = qcow2_header_write_field(s, QCOW2_HDR_REFTABLE,
+                                     new_order ? QCOW2_HDR_REFCOUNT_ORDER + 4 - QCOW2_HDR_REFTABLE
+                                               : 12);
     }
     if (r == 0)
         r = qcow2_sync(s);

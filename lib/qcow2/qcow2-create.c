@@ -220,7 +220,7 @@ qcow2_create(const char *path, const struct topcow_create_opts *o)
         r = topcow_image_open(&img, path, &oo);
         err_begin("create");
         if (r == 0) {
-            r = qcow2_preallocate(qcow2_state(img), opts.preallocation);
+            r = qcow2_preallocate(qcow2_state(img), opts.preallocation, 0);
             int rc = topcow_image_close(img);
             r = r < 0 ? r : rc;
         }
@@ -250,20 +250,33 @@ extend_data(struct qcow2_state *s, uint64_t host, uint64_t len, enum topcow_prea
 }
 
 int
-qcow2_preallocate(struct qcow2_state *s, enum topcow_prealloc mode)
+qcow2_preallocate(struct qcow2_state *s, enum topcow_prealloc mode, uint64_t from)
 {
     const uint64_t cs = s->cluster_size;
     uint64_t nclusters = DIV_ROUND_UP(s->h.size, cs);
     int r = 0;
 
     pthread_mutex_lock(&s->lock);
-    for (uint64_t c = 0; c < nclusters && r == 0;) {
+    for (uint64_t c = from >> s->cluster_bits; c < nclusters && r == 0;) {
         uint64_t l1i = c >> s->l2_bits, i = c & (s->l2_entries - 1);
         uint64_t n = MIN(s->l2_entries - i, nclusters - c);
         uint8_t *l2;
         r = qcow2_get_l2(s, l1i, true, &l2);
         if (r < 0)
             break;
+        /* Only the run of clusters without an entry (resize keeps the rest). */
+        while (n > 0 && (qcow2_l2e_get(s, l2, i) || qcow2_l2_bitmap_get(s, l2, i))) {
+            i++, c++, n--;
+        }
+        for (uint64_t k = 0; k < n; k++)
+            if (qcow2_l2e_get(s, l2, i + k) || qcow2_l2_bitmap_get(s, l2, i + k)) {
+                n = k;
+                break;
+            }
+        if (n == 0) {
+            qcow2_cache_put(s->l2_cache, l2);
+            continue;
+        }
         uint64_t host = c << s->cluster_bits;
         bool fresh;
         if (!s->external_data)

@@ -55,6 +55,7 @@
 #define QCOW2_HDR_INCOMPAT 72
 #define QCOW2_HDR_COMPAT 80
 #define QCOW2_HDR_AUTOCLEAR 88
+#define QCOW2_HDR_REFCOUNT_ORDER 96
 
 /* L1 and L2 entry bits (section "Cluster mapping"). */
 #define L1E_OFFSET_MASK 0x00fffffffffffe00ull
@@ -336,6 +337,11 @@ int qcow2_pwrite(struct topcow_image *img, const void *buf, size_t len, uint64_t
                  unsigned flags);
 int qcow2_write_zeroes(struct topcow_image *img, uint64_t off, uint64_t len, unsigned flags);
 int qcow2_discard(struct topcow_image *img, uint64_t off, uint64_t len);
+/* Make the whole clusters [@off, @off+@len) unallocated (entries 0: the
+ * backing file shows through, or zeros), dropping their host clusters;
+ * @punch frees the host space too.  Needs s->lock; the range must not be in
+ * use.  Ignores external data files (the caller handles them). */
+int qcow2_deallocate(struct qcow2_state *s, uint64_t off, uint64_t len, bool punch);
 /* Write guest [@off, @off+@len) with s->lock held and the range held
  * exclusive (the slow path of qcow2_pwrite; also used for explicit zeros). */
 int qcow2_write_locked(struct qcow2_state *s, const uint8_t *buf, uint64_t len, uint64_t off);
@@ -381,14 +387,27 @@ int qcow2_check(struct topcow_image *img, unsigned flags, struct topcow_check_re
                 topcow_report_fn report, void *opaque);
 /* Recompute every refcount from the metadata and write a fresh refcount
  * structure.  @keep_old: the replaced structure keeps its refcounts (left
- * for a repair pass to free and report); otherwise it becomes free space. */
-int qcow2_rebuild_refcounts(struct qcow2_state *s, bool keep_old);
+ * for a repair pass to free and report); otherwise it becomes free space.
+ * @new_order: the refcount geometry in *s was changed (amend): the new
+ * structure uses it and the header's refcount_order changes with the table
+ * pointer, atomically. */
+int qcow2_rebuild_refcounts(struct qcow2_state *s, bool keep_old, bool new_order);
 
 /* ---- qcow2-create.c -------------------------------------------------------- */
 
 int qcow2_create(const char *path, const struct topcow_create_opts *opts);
-/* Preallocate metadata (and data per @mode) for the whole disk of an open image. */
-int qcow2_preallocate(struct qcow2_state *s, enum topcow_prealloc mode);
+/* Preallocate metadata (and data per @mode) for the clusters from guest
+ * offset @from (cluster aligned) to the end of the disk that have no L2
+ * entry yet.  Takes s->lock. */
+int qcow2_preallocate(struct qcow2_state *s, enum topcow_prealloc mode, uint64_t from);
+
+/* ---- qcow2-resize.c / qcow2-amend.c ---------------------------------------- */
+
+int qcow2_resize(struct topcow_image *img, uint64_t size, unsigned flags,
+                 enum topcow_prealloc prealloc);
+int qcow2_make_empty(struct topcow_image *img);
+int qcow2_set_backing(struct topcow_image *img, const char *file, const char *format);
+int qcow2_amend(struct topcow_image *img, const struct topcow_amend_opts *opts);
 
 /* ---- helpers --------------------------------------------------------------- */
 

@@ -157,10 +157,8 @@ zero_granules_v3(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned fla
     return 0;
 }
 
-/* v2 without a backing file: deallocate the whole clusters [off, off+len)
- * (unallocated clusters read as zeros).  @punch: free their host space. */
-static int
-deallocate_v2(struct qcow2_state *s, uint64_t off, uint64_t len, bool punch)
+int
+qcow2_deallocate(struct qcow2_state *s, uint64_t off, uint64_t len, bool punch)
 {
     const uint64_t cs = s->cluster_size;
     uint64_t end = off + len, pos = off;
@@ -204,7 +202,7 @@ zero_granules(struct qcow2_state *s, uint64_t off, uint64_t len, unsigned flags)
     if (s->h.version >= 3)
         return zero_granules_v3(s, off, len, flags);
     if (!s->img->backing)
-        return deallocate_v2(s, off, len, flags & TOPCOW_ZERO_MAY_UNMAP);
+        return qcow2_deallocate(s, off, len, flags & TOPCOW_ZERO_MAY_UNMAP);
     return write_zero_bytes(s, off, len);
 }
 
@@ -318,7 +316,7 @@ qcow2_discard(struct topcow_image *img, uint64_t off, uint64_t len)
     }
     range_lock_acquire(&s->ranges, &req, a >> s->cluster_bits, b >> s->cluster_bits, true);
     if (s->h.version < 3) {
-        r = deallocate_v2(s, a, b - a, true);
+        r = qcow2_deallocate(s, a, b - a, true);
         goto out;
     }
     for (uint64_t pos = a; pos < b && r == 0;) {

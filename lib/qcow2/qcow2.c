@@ -225,7 +225,7 @@ qcow2_open(struct topcow_image *img)
     if (!s->read_only) {
         if ((s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
             !(img->flags & TOPCOW_OPEN_NO_REPAIR)) {
-            r = qcow2_rebuild_refcounts(s, false);
+            r = qcow2_rebuild_refcounts(s, false, false);
             if (r < 0)
                 goto fail;
             s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
@@ -427,4 +427,8 @@ const struct format_ops qcow2_format = {
     .snapshot_create = qcow2_snapshot_create,
     .snapshot_apply = qcow2_snapshot_apply,
     .snapshot_delete = qcow2_snapshot_delete,
+    .set_backing = qcow2_set_backing,
+    .make_empty = qcow2_make_empty,
+    .resize = qcow2_resize,
+    .amend = qcow2_amend,
 };

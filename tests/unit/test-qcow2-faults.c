@@ -205,7 +205,7 @@ run_case(const struct fcfg *c, const char *tmpl, const char *path, const struct 
         }
         case H_PREALLOC:
             err_begin("create"); /* the preallocation step of topcow_image_create */
-            r = qcow2_preallocate(qcow2_state(img), c->prealloc);
+            r = qcow2_preallocate(qcow2_state(img), c->prealloc, 0);
             break;
         case H_WRITE:
             r = topcow_image_pwrite(img, buf, op->len, op->off, op->flags);
