@@ -13,6 +13,9 @@ struct command {
     const char *summary;
 };
 
+int cmd_measure(int argc, char **argv); /* tools/img/cmd-measure.c */
+int cmd_dd(int argc, char **argv);      /* tools/img/cmd-dd.c */
+
 static const struct command commands[] = {
     { "create", cmd_create, "create a new disk image (qemu-img create)" },
     { "info", cmd_info, "show information about an image (qemu-img info)" },
@@ -21,6 +24,8 @@ static const struct command commands[] = {
     { "compare", cmd_compare, "compare the contents of two images (qemu-img compare)" },
     { "convert", cmd_convert, "copy an image into a new format (qemu-img convert)" },
     { "snapshot", cmd_snapshot, "list, create, apply, delete internal snapshots" },
+    { "measure", cmd_measure, "size a new image would need (qemu-img measure)" },
+    { "dd", cmd_dd, "copy part of an image into a new image (qemu-img dd)" },
     { "io", cmd_io, "run qemu-io commands on an image (qemu-io)" },
 };
 
