@@ -4,7 +4,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 MESON_OPTS ?=
 
-.PHONY: all setup build test test-long test-asan demo bench clean
+.PHONY: all setup build test test-long test-asan demo bench bench-lifecycle clean
 
 all: build
 
@@ -39,6 +39,10 @@ demo: build
 bench: build
 	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} BENCH_PREFAULT_MIB=$${BENCH_PREFAULT_MIB:-3072} \
 	    ./bench/convert.sh $(BUILD)/tools/topcow
+
+# Snapshot create/apply/delete, check and commit against qemu-img.
+bench-lifecycle: build
+	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} ./bench/lifecycle.sh $(BUILD)/tools/topcow
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 /* topcow convert: qemu-img convert syntax.
  *   convert [-f FMT] [-O FMT] [-o OPTS] [-S SIZE] [-n] [--target-is-zero]
- *           [-B BACKING [-F FMT]] [-p] [-q] [-m N] [-W] [-U] [-t CACHE] [-T CACHE]
- *           SRC... DST
+ *           [-B BACKING [-F FMT]] [-l SNAPSHOT_PARAM] [-p] [-q] [-m N] [-W] [-U]
+ *           [-t CACHE] [-T CACHE] SRC... DST
  * Option checks, opening the sources, creating and opening the target, and
  * progress; the copying itself is convert-copy.c.  Semantics follow qemu-img
  * 7.2: sources are concatenated, the target is written with cache=unsafe,
- * and with -B only the top layer of the source is copied. */
+ * with -B only the top layer of the source is copied, and with -l the first
+ * source is read at one of its internal snapshots. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +32,8 @@ help(void)
 {
     printf("usage: topcow convert [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-S SPARSE_SIZE]\n"
            "                      [-n] [--target-is-zero] [-B BACKING_FILE [-F BACKING_FMT]]\n"
-           "                      [-m NUM] [-W] [-U] [-t CACHE] [-T SRC_CACHE] [-p] [-q]\n"
+           "                      [-l SNAPSHOT_PARAM] [-m NUM] [-W] [-U] [-t CACHE]\n"
+           "                      [-T SRC_CACHE] [-p] [-q]\n"
            "                      FILENAME [FILENAME2 [...]] OUTPUT_FILENAME\n\n"
            "Copy one image, or several concatenated, into OUTPUT_FILENAME.  Holes and\n"
            "zeros are not written, so the output is sparse.\n\n"
@@ -43,6 +46,10 @@ help(void)
            "  --target-is-zero with -n: the output already reads as zeros\n"
            "  -B FILE          the output gets backing file FILE (format -F) and only\n"
            "                   the top layer of the source is copied\n"
+           "  -l SNAPSHOT      read the first source at an internal snapshot: SNAPSHOT\n"
+           "                   is snapshot.id=ID[,snapshot.name=NAME], snapshot.name=NAME\n"
+           "                   or ID_OR_NAME (by id first, then name; one source only)\n"
+           "  -s ID_OR_NAME    the same as -l ID_OR_NAME (older qemu-img spelling)\n"
            "  -m NUM           parallel requests / worker threads, 1..16 (default 8)\n"
            "  -W               write out of order (faster; layout varies between runs)\n"
            "  -U               open the sources without taking their locks\n"
@@ -100,13 +107,58 @@ create_error(const char *path)
     return msg;
 }
 
+/* -l: qemu-img keeps the last "snapshot.id=..,snapshot.name=.." list
+ * (sn_opts) and the last plain ID_OR_NAME (sn_plain); a list wins. */
+struct snapshot_param {
+    bool sn_opts;
+    const char *id, *name; /* with sn_opts; NULL: not given */
+    const char *sn_plain;
+};
+
 struct options {
     const char *src_fmt, *out_fmt, *backing, *backing_fmt;
+    struct snapshot_param sn;
+    struct optlist sn_ol; /* owns the strings of sn.id and sn.name */
     struct optlist ol;
     bool have_o, no_create, target_is_zero, progress, quiet, out_of_order, force_share;
     uint64_t min_sparse;
     unsigned workers, src_flags, dst_flags;
 };
+
+/* Parse one -l argument into o->sn, with qemu-img's messages.  Returns 0 or
+ * -1. */
+static int
+parse_snapshot_param(struct options *o, const char *arg)
+{
+    if (strncmp(arg, "snapshot.", 9)) {
+        o->sn.sn_plain = arg;
+        return 0;
+    }
+    /* A new list replaces the previous one; keys repeat, the last wins. */
+    optlist_free(&o->sn_ol);
+    if (optlist_parse(&o->sn_ol, arg) < 0)
+        return -1;
+    o->sn.sn_opts = true;
+    o->sn.id = o->sn.name = NULL;
+    for (size_t i = 0; i < o->sn_ol.n; i++) {
+        const char *key = o->sn_ol.keys[i], *val = o->sn_ol.vals[i];
+        if (!val) { /* QEMU's deprecated short form of key=on */
+            fprintf(stderr, "%s: warning: short-form boolean option '%s' deprecated\n"
+                    "Please use %s=on instead\n", prog_name, key, key);
+            val = "on";
+        }
+        if (!strcmp(key, "snapshot.id")) {
+            o->sn.id = val;
+        } else if (!strcmp(key, "snapshot.name")) {
+            o->sn.name = val;
+        } else {
+            error_msg("Invalid parameter '%s'", key);
+            error_msg("Failed in parsing snapshot param '%s'", arg);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 /* Parse argv into *o; returns optind, or -1 (message printed) to exit 1, or 0
  * after --help. */
@@ -177,9 +229,10 @@ parse_args(int argc, char **argv, struct options *o)
             error_msg("compressed output (-c) is not supported yet");
             return -1;
         case 'l':
-        case 's':
-            error_msg("converting from an internal snapshot (-%c) is not supported yet", c);
-            return -1;
+            if (parse_snapshot_param(o, optarg) < 0)
+                return -1;
+            break;
+        case 's': o->sn.sn_plain = optarg; break;
         default: return -1;
         }
     }
@@ -226,6 +279,73 @@ check_args(const struct options *o, int nfiles)
     return 0;
 }
 
+/* The id of the first snapshot of @img whose id is @id (if not NULL) and
+ * whose name is @name (if not NULL), as QEMU looks snapshots up; NULL if
+ * there is none.  Borrowed from @img. */
+static const char *
+find_snapshot(struct topcow_image *img, const char *id, const char *name)
+{
+    const unsigned n = topcow_snapshot_count(img);
+    for (unsigned i = 0; (id || name) && i < n; i++) {
+        struct topcow_snapshot sn = { .struct_size = sizeof sn };
+        if (topcow_snapshot_get(img, i, &sn) < 0)
+            return NULL;
+        if ((!id || !strcmp(sn.id, id)) && (!name || !strcmp(sn.name, name)))
+            return sn.id;
+    }
+    return NULL;
+}
+
+/* Reopen source @s, opened at its current state with @flags, at the snapshot
+ * o->sn names.  As qemu-img 7.2 does, the source keeps its current size: a
+ * smaller snapshot reads as zeros up to it, a bigger one is cut.  Returns 0,
+ * or -1 with qemu-img's message printed. */
+static int
+load_snapshot(struct convert_source *s, const struct options *o, unsigned flags)
+{
+    const struct snapshot_param *sn = &o->sn;
+    struct topcow_info info = { .struct_size = sizeof info };
+    if (topcow_image_get_info(s->img, &info) < 0) {
+        error_msg("%s: %s", s->name, topcow_last_error());
+        return -1;
+    }
+    if (strcmp(info.format, "qcow2")) {
+        error_msg("Failed to load snapshot: Block format '%s' used by device '' does not "
+                  "support temporarily loading internal snapshots", info.format);
+        return -1;
+    }
+    const char *id = sn->sn_opts ? find_snapshot(s->img, sn->id, sn->name)
+                                 : find_snapshot(s->img, sn->sn_plain, NULL);
+    if (!id && !sn->sn_opts)
+        id = find_snapshot(s->img, NULL, sn->sn_plain);
+    if (!id) {
+        error_msg("Failed to load snapshot: Can't find snapshot");
+        return -1;
+    }
+    /* The library finds snapshots by id first, so the id names this one. */
+    char *id_copy = strdup(id);
+    if (!id_copy) {
+        error_msg("out of memory");
+        return -1;
+    }
+    struct topcow_open_opts oo = TOPCOW_OPEN_OPTS_INIT;
+    oo.format = o->src_fmt;
+    oo.flags = flags;
+    oo.snapshot = id_copy;
+    topcow_image_close(s->img);
+    int r = topcow_image_open(&s->img, s->name, &oo);
+    free(id_copy);
+    if (r < 0) {
+        error_msg("Failed to load snapshot: %s",
+                  r == -ENOENT ? "Can't find snapshot" : topcow_last_error());
+        return -1;
+    }
+    uint64_t snap_size = topcow_image_size(s->img);
+    if (snap_size < s->size)
+        s->size = snap_size;
+    return 0;
+}
+
 /* Create the target as the options say, sized @size.  Returns 0 or -1. */
 static int
 create_target(struct options *o, const char *path, uint64_t size)
@@ -255,6 +375,7 @@ cmd_convert(int argc, char **argv)
     int first = parse_args(argc, argv, &o);
     if (first <= 0) {
         optlist_free(&o.ol);
+        optlist_free(&o.sn_ol);
         return first == 0 ? 0 : 1;
     }
     int nfiles = argc - first;
@@ -296,6 +417,13 @@ cmd_convert(int argc, char **argv)
         s->start = total;
         total += s->span;
     }
+    if (o.sn.sn_plain && !o.sn.sn_opts && nsrcs > 1) {
+        error_msg("No support for concatenating multiple snapshot");
+        goto out;
+    }
+    /* Only the first source, as in qemu-img. */
+    if ((o.sn.sn_opts || o.sn.sn_plain) && load_snapshot(&srcs[0], &o, sflags) < 0)
+        goto out;
 
     if (!o.no_create && create_target(&o, out, total) < 0)
         goto out;
@@ -345,5 +473,6 @@ out:
         topcow_image_close(srcs[i].img);
     free(srcs);
     optlist_free(&o.ol);
+    optlist_free(&o.sn_ol);
     return ret;
 }
