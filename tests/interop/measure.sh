@@ -78,6 +78,10 @@ done
 same --size 1G -O qcow2 -o cluster_size=1k -o cluster_size=2k
 same --size 1G -O qcow2 -o compat=0.10 -o refcount_bits=16
 same --size 1G -O qcow2 -o refcount_bits=0x10
+for o in "" ",," ",help" ",cluster_size=4k" "cluster_size=4k," "cluster_size=4k,," \
+    "cluster_size=4k,,," "a,,b," "=4k" "cluster_size=4k,,x"; do
+    same --size 1G -O qcow2 -o "$o"
+done
 
 # --- Option and argument errors -----------------------------------------
 ok qemu-img create -q -f qcow2 img.qcow2 1M

@@ -97,6 +97,17 @@ opt_num(const char *v, uint64_t *out)
     return *end ? -1 : 0;
 }
 
+/* qemu-img refuses an -o list that is empty, starts with a comma or ends
+ * with one that is not escaped (",," stands for a literal comma). */
+static bool
+valid_option_list(const char *s)
+{
+    size_t len = strlen(s), trailing = 0;
+    while (trailing < len && s[len - 1 - trailing] == ',')
+        trailing++;
+    return len && s[0] != ',' && trailing % 2 == 0;
+}
+
 /* The value of option @i: a bare key means "on", as in qemu. */
 static const char *
 opt_val(const struct optlist *ol, size_t i)
@@ -429,6 +440,10 @@ cmd_measure(int argc, char **argv)
         case 'f': fmt = optarg; break;
         case 'O': out_fmt = optarg; break;
         case 'o':
+            if (!valid_option_list(optarg)) {
+                error_msg("Invalid option list: %s", optarg);
+                goto out;
+            }
             if (optlist_parse(&ol, optarg) < 0)
                 goto out;
             break;
