@@ -12,5 +12,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_io(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
 
 #endif

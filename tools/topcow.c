@@ -24,6 +24,8 @@ static const struct command commands[] = {
     { "compare", cmd_compare, "compare the contents of two images (qemu-img compare)" },
     { "convert", cmd_convert, "copy an image into a new format (qemu-img convert)" },
     { "snapshot", cmd_snapshot, "list, create, apply, delete internal snapshots" },
+    { "resize", cmd_resize, "change the virtual size of an image (qemu-img resize)" },
+    { "amend", cmd_amend, "change options of an existing image (qemu-img amend)" },
     { "measure", cmd_measure, "size a new image would need (qemu-img measure)" },
     { "dd", cmd_dd, "copy part of an image into a new image (qemu-img dd)" },
     { "io", cmd_io, "run qemu-io commands on an image (qemu-io)" },

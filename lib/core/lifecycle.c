@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "minmax.h"
 #include "image.h"
 
 /* The checks shared by operations that change an image in place. */
@@ -67,7 +68,16 @@ topcow_image_resize(struct topcow_image *img, uint64_t size, unsigned flags,
                   img->filename, (unsigned long long)img->size, (unsigned long long)size);
     RETURN_ERR_IF(size < img->size && prealloc != TOPCOW_PREALLOC_OFF, -ENOTSUP,
                   "%s: preallocation makes no sense when shrinking", img->filename);
-    return img->ops->resize(img, size, flags, prealloc);
+    uint64_t old = img->size;
+    r = img->ops->resize(img, size, flags, prealloc);
+    /* The added range reads as zeros, not as what a longer backing file
+     * holds there (as in QEMU): zero it where the backing file reaches. */
+    if (r == 0 && size > old && img->backing_file) {
+        uint64_t reach = img->backing ? MIN(size, img->backing->size) : size;
+        if (reach > old && prealloc == TOPCOW_PREALLOC_OFF)
+            r = img->ops->write_zeroes(img, old, reach - old, 0);
+    }
+    return r;
 }
 
 int

@@ -246,6 +246,23 @@ create_block(struct qcow2_state *s, uint64_t ti, uint64_t c)
     return 0;
 }
 
+/* Create the refcount block for table index @ti in the free cluster @c of
+ * another block's range (that block exists). */
+static int
+create_block_at(struct qcow2_state *s, uint64_t ti, uint64_t c)
+{
+    uint8_t *block;
+    int r = qcow2_cache_get(s->rb_cache, c << s->cluster_bits, true, &block);
+    if (r < 0)
+        return r;
+    qcow2_cache_mark_dirty(s->rb_cache, block);
+    qcow2_cache_put(s->rb_cache, block);
+    s->rt[ti] = c << s->cluster_bits;
+    qcow2_mark_chunk_dirty(s->rt_dirty, ti);
+    s->fresh_from = MAX(s->fresh_from, c + 1);
+    return qcow2_refcount_update(s, c << s->cluster_bits, 1, 1);
+}
+
 /* Give table index @ti a refcount block placed wherever the allocator finds
  * room (for increments outside the allocator, which creates its blocks
  * in place). */
@@ -403,18 +420,34 @@ qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset, uint64
                                               "(their refcount is 0)",
                                            run_start, run_start + count - 1);
 
-        /* Every block covering the run must exist; creating one uses a
-         * cluster of the run, so scan again. */
+        /* Every block covering the run must exist.  The missing ones go
+         * together at the start of the run (each new one placed where an
+         * earlier one, or itself, describes it), so a run spanning many
+         * blocks is not cut into pieces by them; then scan again. */
         bool created = false;
+        uint64_t place = run_start;
         for (uint64_t ti = run_start >> s->rb_bits; ti <= (run_start + count - 1) >> s->rb_bits;
              ti++) {
             if (ti < s->rt_entries && (s->rt[ti] & RT_OFFSET_MASK))
                 continue;
-            int r = create_block(s, ti, MAX(run_start, ti << s->rb_bits));
+            if (ti >= s->rt_entries) { /* the table grows: it places its own blocks */
+                if (!created) {
+                    int r = create_block(s, ti, MAX(run_start, ti << s->rb_bits));
+                    if (r < 0)
+                        return r;
+                    created = true;
+                }
+                break;
+            }
+            uint64_t c = place, pti = place >> s->rb_bits;
+            if (pti != ti && !(s->rt[pti] & RT_OFFSET_MASK))
+                c = MAX(run_start, ti << s->rb_bits); /* nothing describes @place */
+            int r = (c >> s->rb_bits) == ti ? create_block(s, ti, c) : create_block_at(s, ti, c);
             if (r < 0)
                 return r;
             created = true;
-            break;
+            if (c == place)
+                place++;
         }
         if (created)
             continue;
