@@ -132,10 +132,16 @@ open_on_io(struct topcow_image **imgp, struct io *file, const char *name,
     img->l2_cache_size = opts->l2_cache_size;
     img->chain_depth = depth;
     if (opts->snapshot && depth == 0) {
-        if (!img->read_only) {
+        int r = 0;
+        if (!img->read_only)
+            r = err_set(-EINVAL, "%s: opening at a snapshot is read-only", name);
+        else if (!fmt->snapshot_count)
+            r = err_set(-ENOTSUP, "%s: format '%s' has no internal snapshots", name,
+                        fmt->name);
+        if (r < 0) {
             io_close(file);
             image_free(img);
-            return err_set(-EINVAL, "%s: opening at a snapshot is read-only", name);
+            return r;
         }
         img->snapshot = opts->snapshot;
     }

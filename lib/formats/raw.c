@@ -42,11 +42,12 @@ raw_create(const char *path, const struct topcow_create_opts *o)
     int r = io_file_open(path, IO_CREATE, &f);
     if (r < 0)
         return r;
-    r = io_truncate(f, o->size);
+    uint64_t size = ALIGN_UP(o->size, 512); /* qemu-img sizes images in sectors */
+    r = io_truncate(f, size);
     if (r == 0 && o->preallocation == TOPCOW_PREALLOC_FALLOC)
-        r = io_preallocate(f, 0, o->size);
+        r = io_preallocate(f, 0, size);
     else if (r == 0 && o->preallocation == TOPCOW_PREALLOC_FULL)
-        r = io_write_zeroes(f, 0, o->size, 0);
+        r = io_write_zeroes(f, 0, size, 0);
     if (r == 0 && o->preallocation != TOPCOW_PREALLOC_OFF)
         r = io_flush(f);
     io_close(f);
