@@ -15,6 +15,8 @@ struct command {
 
 int cmd_measure(int argc, char **argv); /* tools/img/cmd-measure.c */
 int cmd_dd(int argc, char **argv);      /* tools/img/cmd-dd.c */
+int cmd_commit(int argc, char **argv);  /* tools/img/cmd-commit.c */
+int cmd_rebase(int argc, char **argv);  /* tools/img/cmd-rebase.c */
 
 static const struct command commands[] = {
     { "create", cmd_create, "create a new disk image (qemu-img create)" },
@@ -28,6 +30,8 @@ static const struct command commands[] = {
     { "amend", cmd_amend, "change options of an existing image (qemu-img amend)" },
     { "measure", cmd_measure, "size a new image would need (qemu-img measure)" },
     { "dd", cmd_dd, "copy part of an image into a new image (qemu-img dd)" },
+    { "commit", cmd_commit, "copy an overlay into its backing file (qemu-img commit)" },
+    { "rebase", cmd_rebase, "change the backing file of an image (qemu-img rebase)" },
     { "io", cmd_io, "run qemu-io commands on an image (qemu-io)" },
 };
 
