@@ -42,6 +42,32 @@ dup_bytes(const uint8_t *p, size_t n)
     return r;
 }
 
+/* The part of the snapshot table read so far. */
+struct table_buf {
+    uint64_t off;    /* file offset of the table */
+    uint64_t avail;  /* bytes that may be read */
+    uint64_t loaded; /* bytes in data */
+    uint8_t *data;
+};
+
+/* Make the first @need bytes (<= tb->avail) of the table available, reading
+ * in growing steps. */
+static int
+table_load(struct qcow2_state *s, struct table_buf *tb, uint64_t need)
+{
+    if (need <= tb->loaded)
+        return 0;
+    uint64_t want = MIN(tb->avail, MAX(need, MAX(2 * tb->loaded, (uint64_t)65536)));
+    uint8_t *d = realloc(tb->data, want);
+    if (!d)
+        return err_set(-ENOMEM, "out of memory");
+    tb->data = d;
+    int r = io_pread(s->file, d + tb->loaded, want - tb->loaded, tb->off + tb->loaded);
+    if (r == 0)
+        tb->loaded = want;
+    return r;
+}
+
 int
 qcow2_snapshot_table_read(struct qcow2_state *s)
 {
@@ -61,20 +87,22 @@ qcow2_snapshot_table_read(struct qcow2_state *s)
     if (!s->snapshots)
         return err_set(-ENOMEM, "out of memory");
 
-    /* Read the table in one piece, bounded by the limit and the file. */
+    /* Read the table as far as parsing gets, bounded by the limit and the
+     * file: the end is only known once every entry is parsed. */
     uint64_t avail = MIN(file_size - off, SNAPSHOT_TABLE_MAX);
-    uint8_t *buf = malloc(avail);
-    if (!buf)
-        return err_set(-ENOMEM, "out of memory");
-    r = io_pread(s->file, buf, avail, off);
+    struct table_buf tb = { .off = off, .avail = avail };
+    uint8_t *buf = NULL;
     uint64_t pos = 0;
     for (uint32_t i = 0; i < n && r == 0; i++) {
         struct qcow2_snapshot *sn = &s->snapshots[i];
-        if (pos > avail || avail - pos < 40) {
+        if (pos > avail || avail - pos < 40 || (r = table_load(s, &tb, pos + 40)) < 0) {
+            if (r < 0)
+                break;
             r = err_set(-EUCLEAN, "%s: qcow2: snapshot table entry %u is past the end of the "
                                   "file or table limit", s->img->filename, i);
             break;
         }
+        buf = tb.data;
         const uint8_t *p = buf + pos;
         sn->l1_table_offset = be64_get(p);
         sn->l1_size = be32_get(p + 8);
@@ -91,6 +119,10 @@ qcow2_snapshot_table_read(struct qcow2_state *s)
                         s->img->filename, i);
             break;
         }
+        if ((r = table_load(s, &tb, pos + need)) < 0)
+            break;
+        buf = tb.data;
+        p = buf + pos;
         const uint8_t *extra = p + 40;
         if (sn->extra_data_size >= 8)
             sn->vm_state_size = be64_get(extra);
@@ -121,7 +153,7 @@ qcow2_snapshot_table_read(struct qcow2_state *s)
         }
         pos += ALIGN_UP(need, 8);
     }
-    free(buf);
+    free(tb.data);
     return r;
 }
 
