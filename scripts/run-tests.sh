@@ -3,10 +3,12 @@
 #
 #   run-tests.sh BUILD [ASAN_BUILD]
 #
-# BUILD: every suite except 'long' (MESON_TEST_ARGS overrides the selection).
+# BUILD: every suite except 'long' and 'robust' (MESON_TEST_ARGS overrides
+# the selection).
 # ASAN_BUILD, if given: the unit, io, cli, fuzz and crash suites again under
 # ASan+UBSan (the interop suite there would double the run time for little:
-# it drives the same code through the same commands).
+# it drives the same code through the same commands), and the 'robust' suite
+# (the mutation test, which is there to find memory errors) only there.
 # A skipped test counts as failed: `make test` installs every tool the tests
 # use, so a skip means the install step is broken.
 set -u
@@ -28,12 +30,12 @@ count() {
 }
 
 # shellcheck disable=SC2086 # MESON_TEST_ARGS is a list of words
-meson test -C "$BUILD" --print-errorlogs --num-processes 2 ${MESON_TEST_ARGS:---no-suite long} || rc=1
+meson test -C "$BUILD" --print-errorlogs --num-processes 2 ${MESON_TEST_ARGS:---no-suite long --no-suite robust} || rc=1
 count "$BUILD"
 if [ -n "$ASAN_BUILD" ]; then
     echo "== the same under ASan+UBSan ($ASAN_BUILD)"
     meson test -C "$ASAN_BUILD" --print-errorlogs --num-processes 2 \
-        --suite unit --suite io --suite cli --suite fuzz --suite crash || rc=1
+        --suite unit --suite io --suite cli --suite fuzz --suite crash --suite robust || rc=1
     count "$ASAN_BUILD"
 fi
 [ "$skipped" -gt 0 ] && echo "note: $skipped skipped test(s) counted as failed (a tool is missing)"

@@ -29,6 +29,11 @@ err_vset(int neg_errno, bool with_strerror, const char *fmt, va_list ap)
         n += (size_t)vsnprintf(err_msg + n, sizeof err_msg - n, fmt, ap);
     if (with_strerror && n < sizeof err_msg)
         snprintf(err_msg + n, sizeof err_msg - n, ": %s", strerror(-neg_errno));
+    /* The message is one line even when it quotes bytes from an image (a
+     * damaged backing or data file name): control characters become '?'. */
+    for (char *p = err_msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     return neg_errno;
 }
 
