@@ -174,6 +174,22 @@ same base.qcow2 top.qcow2
 same_top_map top.qcow2
 
 # ---- errors ------------------------------------------------------------------
+# A read error stops the commit before the top is emptied: a compressed
+# cluster of the top whose data is garbage (its one L2 table is found
+# through the L1 table, whose offset is at byte 40 of the header).
+be64() { echo $((16#$(od -A n -t x1 -j "$2" -N 8 "$1" | tr -d ' \n'))); }
+ok qemu-img create -f qcow2 src/comp.qcow2 -b base.qcow2 -F qcow2
+io -c 'write -c -P 7 192k 64k' -c 'write -P 5 0 192k' -c 'write -P 5 256k 3M' src/comp.qcow2
+l2=$(($(be64 src/comp.qcow2 $(($(be64 src/comp.qcow2 40) & 0xfffffffffe00))) & 0xfffffffffe00))
+data=$(($(be64 src/comp.qcow2 $((l2 + 3 * 8))) & ((1 << 54) - 1)))
+head -c 256 /dev/zero | tr '\0' '\377' | dd of=src/comp.qcow2 bs=1 seek=$data conv=notrunc status=none
+sum=$(sha src/comp.qcow2)
+must_fail "$TOPCOW" commit src/comp.qcow2
+case $ERR in *"error while reading at byte 196608: "*) ;; *) fail "read error: $ERR" ;; esac
+[ "$(sha src/comp.qcow2)" = "$sum" ] || fail "a failed commit emptied the top"
+qemu_check_clean src/base.qcow2
+rm src/comp.qcow2
+
 cd src
 must_fail "$TOPCOW" commit nothere.qcow2
 case $ERR in *"Could not open 'nothere.qcow2'"*) ;; *) fail "missing image: $ERR" ;; esac

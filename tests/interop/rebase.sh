@@ -174,6 +174,25 @@ for opts in compat=0.10 cluster_size=4k extended_l2=on,cluster_size=128k cluster
 done
 
 # ---- errors --------------------------------------------------------------------
+# A read error in the old chain stops the rebase; the header is untouched.
+# The old backing file has a compressed cluster whose data is garbage (its
+# one L2 table is found through the L1 table, at byte 40 of the header).
+be64() { echo $((16#$(od -A n -t x1 -j "$2" -N 8 "$1" | tr -d ' \n'))); }
+mkdir src
+ok qemu-img create -f qcow2 src/comp.qcow2 4M
+io -c 'write -c -P 7 192k 64k' -c 'write -P 5 0 192k' -c 'write -P 5 256k 3M' src/comp.qcow2
+l2=$(($(be64 src/comp.qcow2 $(($(be64 src/comp.qcow2 40) & 0xfffffffffe00))) & 0xfffffffffe00))
+data=$(($(be64 src/comp.qcow2 $((l2 + 3 * 8))) & ((1 << 54) - 1)))
+head -c 256 /dev/zero | tr '\0' '\377' | dd of=src/comp.qcow2 bs=1 seek=$data conv=notrunc status=none
+ok qemu-img create -f qcow2 -b comp.qcow2 -F qcow2 src/top.qcow2
+must_fail "$TOPCOW" rebase -b '' src/top.qcow2
+case $ERR in *"error while reading from the old backing file at byte 196608: "*) ;;
+*) fail "read error: $ERR" ;; esac
+qemu_check_clean src/top.qcow2
+grep -q '^backing file: comp.qcow2' <(qemu-img info src/top.qcow2) ||
+    fail "a failed rebase changed the backing file"
+rm -rf src
+
 mkdir src
 cd src
 ok qemu-img create -f qcow2 base.qcow2 4M

@@ -92,6 +92,28 @@ chain_add_write(struct chain_unit *u, uint64_t off, uint64_t len, const uint8_t 
     return 0;
 }
 
+int
+chain_pread(struct chain_unit *u, struct topcow_image *img, void *buf, size_t len, uint64_t off,
+            const char *what)
+{
+    int r = topcow_image_pread(img, buf, len, off);
+    if (r == 0)
+        return 0;
+    u->fail_what = what;
+    u->fail_off = off;
+    /* Narrow it down; the last failure's message is the one printed. */
+    const size_t piece = 65536;
+    for (size_t done = 0; done < len; done += piece) {
+        size_t n = len - done < piece ? len - done : piece;
+        int r2 = topcow_image_pread(img, (uint8_t *)buf + done, n, off + done);
+        if (r2 < 0) {
+            u->fail_off = off + done;
+            return r2;
+        }
+    }
+    return r;
+}
+
 static int
 add_seg(struct chain_unit *u, uint64_t off, uint64_t len, unsigned kind)
 {

@@ -68,6 +68,13 @@ struct chain_job {
 /* Queue a write of [@off, @off+@len) from @data (NULL: zeros). */
 int chain_add_write(struct chain_unit *u, uint64_t off, uint64_t len, const uint8_t *data);
 
+/* Read [@off, @off+@len) of @img into @buf for a work callback.  On failure
+ * set u->fail_what to @what and u->fail_off to the start of the first
+ * 64 KiB piece that fails to read (so the message names the bad cluster,
+ * not the start of a long run), and return -errno. */
+int chain_pread(struct chain_unit *u, struct topcow_image *img, void *buf, size_t len,
+                uint64_t off, const char *what);
+
 /* Run the job.  Returns 0, or -errno after printing one line naming the
  * failed operation and offset. */
 int chain_copy_run(const struct chain_job *job);

@@ -101,12 +101,10 @@ commit_work(void *opaque, struct chain_unit *u)
         const uint8_t *data = NULL;
         if (s->kind >= SEG_DATA) {
             uint8_t *p = u->buf[0] + (s->off - u->start);
-            int r = topcow_image_pread(c->layers[s->kind - SEG_DATA], p, (size_t)s->len, s->off);
-            if (r < 0) {
-                u->fail_what = "reading";
-                u->fail_off = s->off;
+            int r = chain_pread(u, c->layers[s->kind - SEG_DATA], p, (size_t)s->len, s->off,
+                                "reading");
+            if (r < 0)
                 return r;
-            }
             data = p;
         }
         if (chain_add_write(u, s->off, s->len, data) < 0) {

@@ -119,18 +119,14 @@ rebase_work(void *opaque, struct chain_unit *u)
         const struct chain_seg *s = &u->segs[i];
         uint8_t *old = u->buf[0] + (s->off - u->start), *new = u->buf[1] + (s->off - u->start);
         /* FILENAME does not define the run, so its handle reads the old chain. */
-        int r = topcow_image_pread(rb->top, old, (size_t)s->len, s->off);
-        if (r < 0) {
-            u->fail_what = "reading from the old backing file";
-            u->fail_off = s->off;
+        int r = chain_pread(u, rb->top, old, (size_t)s->len, s->off,
+                            "reading from the old backing file");
+        if (r < 0)
             return r;
-        }
         uint64_t n = rb->nb && s->off < rb->nb_size ? MIN_U64(s->len, rb->nb_size - s->off) : 0;
-        if (n > 0 && (r = topcow_image_pread(rb->nb, new, (size_t)n, s->off)) < 0) {
-            u->fail_what = "reading from the new backing file";
-            u->fail_off = s->off;
+        if (n > 0 && (r = chain_pread(u, rb->nb, new, (size_t)n, s->off,
+                                      "reading from the new backing file")) < 0)
             return r;
-        }
         memset(new + n, 0, (size_t)(s->len - n));
         if (queue_diffs(u, s->off, s->len, old, new) < 0) {
             u->fail_what = "comparing";
