@@ -507,11 +507,43 @@ qcow2_free_l2_entry(struct qcow2_state *s, uint64_t l2e, bool punch)
     return qcow2_free_clusters(s, host, 1, punch);
 }
 
+static int
+cmp_pending(const void *a, const void *b)
+{
+    uint64_t x = ((const struct qcow2_pending_free *)a)->offset;
+    uint64_t y = ((const struct qcow2_pending_free *)b)->offset;
+    return x < y ? -1 : x > y;
+}
+
+/* Sort the queue by offset and merge neighbours, so that frees scattered
+ * over the file (emptying a fragmented image) take few refcount block
+ * visits and few hole punches.  Two entries for one cluster (freed twice)
+ * stay separate: each is one decrement. */
+static void
+sort_pending(struct qcow2_state *s)
+{
+    if (s->nb_pending < 2)
+        return;
+    qsort(s->pending, s->nb_pending, sizeof *s->pending, cmp_pending);
+    size_t n = 0;
+    for (size_t i = 0; i < s->nb_pending; i++) {
+        struct qcow2_pending_free *last = n ? &s->pending[n - 1] : NULL;
+        const struct qcow2_pending_free *p = &s->pending[i];
+        if (last && last->punch == p->punch &&
+            last->offset + (last->nclusters << s->cluster_bits) == p->offset)
+            last->nclusters += p->nclusters;
+        else
+            s->pending[n++] = *p;
+    }
+    s->nb_pending = n;
+}
+
 int
 qcow2_apply_pending_frees(struct qcow2_state *s)
 {
     int r = 0;
     size_t i;
+    sort_pending(s);
     for (i = 0; i < s->nb_pending; i++) {
         struct qcow2_pending_free *p = &s->pending[i];
         /* One refcount block at a time: each step is all or nothing, so on
@@ -522,13 +554,22 @@ qcow2_apply_pending_frees(struct qcow2_state *s)
             r = qcow2_refcount_update(s, p->offset, n, -1);
             if (r < 0)
                 goto out;
-            /* Punch only clusters nobody references any more.  Punching is
-             * advisory: a failure leaves the space allocated, nothing else. */
-            for (uint64_t k = 0; p->punch && k < n; k++) {
-                uint64_t rc;
-                if (qcow2_refcount_get(s, idx + k, &rc) == 0 && rc == 0 &&
-                    io_discard(s->file, (idx + k) << s->cluster_bits, s->cluster_size) < 0)
+            /* Punch only clusters nobody references any more, a run of them
+             * per call.  Punching is advisory: a failure leaves the space
+             * allocated, nothing else. */
+            uint64_t run = 0;
+            for (uint64_t k = 0; p->punch && k <= n; k++) {
+                uint64_t rc = 1;
+                if (k < n && qcow2_refcount_get(s, idx + k, &rc) < 0)
                     err_clear();
+                if (k < n && rc == 0) {
+                    run++;
+                    continue;
+                }
+                if (run && io_discard(s->file, (idx + k - run) << s->cluster_bits,
+                                      run << s->cluster_bits) < 0)
+                    err_clear();
+                run = 0;
             }
             p->offset += n << s->cluster_bits;
             p->nclusters -= n;

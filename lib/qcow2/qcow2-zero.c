@@ -177,8 +177,8 @@ qcow2_deallocate(struct qcow2_state *s, uint64_t off, uint64_t len, bool punch)
         }
         for (; l2 && pos < table_end && r == 0; pos += cs) {
             uint64_t i = qcow2_l2_index(s, pos), e = qcow2_l2e_get(s, l2, i);
-            if (e == 0)
-                continue;
+            if (e == 0 && qcow2_l2_bitmap_get(s, l2, i) == 0)
+                continue; /* unallocated (with extended L2: every subcluster) */
             r = qcow2_validate_l2e(s, e, pos);
             if (r == 0)
                 r = qcow2_free_l2_entry(s, e, punch);

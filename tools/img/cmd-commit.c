@@ -227,17 +227,9 @@ cmd_commit(int argc, char **argv)
     }
     const uint64_t size = topcow_image_size(cm.layers[0]), old_size = topcow_image_size(cm.base);
     if (old_size < size) {
+        /* The grown range reads as zeros, also where BASE's own backing
+         * file is longer (as after QEMU's truncate). */
         if (topcow_image_resize(cm.base, size, 0, TOPCOW_PREALLOC_OFF) < 0) {
-            error_msg("Could not resize '%s': %s", bi.filename, topcow_last_error());
-            goto out;
-        }
-        /* The grown range must read as zeros, as after QEMU's truncate, even
-         * where BASE's own backing file is longer: the resize leaves it
-         * reading through (a library bug, worked around here). */
-        struct topcow_image *bb = topcow_image_backing(cm.base);
-        uint64_t grown = topcow_image_size(cm.base);
-        if (bb && topcow_image_size(bb) > old_size &&
-            topcow_image_write_zeroes(cm.base, old_size, grown - old_size, 0) < 0) {
             error_msg("Could not resize '%s': %s", bi.filename, topcow_last_error());
             goto out;
         }
