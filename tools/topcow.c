@@ -13,11 +13,6 @@ struct command {
     const char *summary;
 };
 
-int cmd_measure(int argc, char **argv); /* tools/img/cmd-measure.c */
-int cmd_dd(int argc, char **argv);      /* tools/img/cmd-dd.c */
-int cmd_commit(int argc, char **argv);  /* tools/img/cmd-commit.c */
-int cmd_rebase(int argc, char **argv);  /* tools/img/cmd-rebase.c */
-
 static const struct command commands[] = {
     { "create", cmd_create, "create a new disk image (qemu-img create)" },
     { "info", cmd_info, "show information about an image (qemu-img info)" },
