@@ -2,9 +2,11 @@
 # fresh Debian 12 machine as root: they install what is missing first.
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_TSAN ?= build-tsan
+BUILD_FUZZ ?= build-fuzz
 MESON_OPTS ?=
 
-.PHONY: all setup build test test-long test-asan demo bench bench-lifecycle clean
+.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle clean
 
 all: build
 
@@ -20,14 +22,32 @@ build: setup $(BUILD)/build.ninja
 $(BUILD_ASAN)/build.ninja:
 	meson setup $(BUILD_ASAN) -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
 
-# Every suite in the normal build, then the fast suites under ASan+UBSan.
-test: build $(BUILD_ASAN)/build.ninja
-	ninja -C $(BUILD_ASAN)
-	@./scripts/run-tests.sh $(BUILD) $(BUILD_ASAN)
+$(BUILD_TSAN)/build.ninja:
+	meson setup $(BUILD_TSAN) -Db_sanitize=thread -Db_lundef=false $(MESON_OPTS)
 
-# The long reliability runs (thousands of crash points); not part of `make test`.
-test-long: build
-	@MESON_TEST_ARGS="--suite long" ./scripts/run-tests.sh $(BUILD)
+# clang, so that the libFuzzer targets are built (tests/fuzz/meson.build).
+$(BUILD_FUZZ)/build.ninja:
+	CC=clang meson setup $(BUILD_FUZZ) -Db_sanitize=address,undefined -Db_lundef=false $(MESON_OPTS)
+
+# Every suite in the normal build; the fast suites and the mutation test
+# under ASan+UBSan; the threaded paths under TSan; 60 s of libFuzzer per target.
+test: build $(BUILD_ASAN)/build.ninja $(BUILD_TSAN)/build.ninja $(BUILD_FUZZ)/build.ninja
+	ninja -C $(BUILD_ASAN)
+	ninja -C $(BUILD_TSAN)
+	ninja -C $(BUILD_FUZZ)
+	@./scripts/run-tests.sh $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)
+
+# The long reliability runs, not part of `make test`: 15,000 crash points
+# (suite 'long') and 10 minutes of libFuzzer per target (suite 'fuzz-10m').
+test-long: build $(BUILD_FUZZ)/build.ninja
+	ninja -C $(BUILD_FUZZ)
+	@MESON_TEST_ARGS="--suite long" FUZZ_SUITE=fuzz-10m \
+	    ./scripts/run-tests.sh $(BUILD) "" "" $(BUILD_FUZZ)
+
+# The unit suite under valgrind memcheck (errors and definite leaks fail).
+test-valgrind: build
+	meson test -C $(BUILD) --suite unit --num-processes 2 --print-errorlogs --timeout-multiplier 10 \
+	    --wrap='valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-origins=yes --trace-children=no -q'
 
 test-asan: setup $(BUILD_ASAN)/build.ninja
 	ninja -C $(BUILD_ASAN)
@@ -45,4 +65,4 @@ bench-lifecycle: build
 	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} ./bench/lifecycle.sh $(BUILD)/tools/topcow
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)
