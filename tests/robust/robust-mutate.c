@@ -100,6 +100,7 @@ static bool print_each;
 static char work[256];
 static unsigned long failures, mutants_run, leak_failures;
 static unsigned long outcome_ok, outcome_err;
+static unsigned long found_damage, repaired, clean_after_repair;
 static unsigned long errno_count[256];
 
 /* What the crash handlers print: the current mutant and how to replay it. */
@@ -548,7 +549,8 @@ run_in_process(const struct base *b)
     if (r == 0) {
         inspect(img);
         walk_and_read(img);
-        do_check(img, 0, &res);
+        if (do_check(img, 0, &res) == 0 && (res.corruptions || res.leaks || res.check_errors))
+            found_damage++;
         clean_error("close", topcow_image_close(img));
         outcome_ok++;
     } else {
@@ -562,8 +564,10 @@ run_in_process(const struct base *b)
     clean_error("open", r);
     if (r == 0) {
         r = do_check(img, TOPCOW_CHECK_REPAIR_ALL, &res);
-        if (r == 0 && (res.corruptions_fixed || res.leaks_fixed))
+        if (r == 0 && (res.corruptions_fixed || res.leaks_fixed)) {
+            repaired++;
             do_check(img, 0, &res);
+        }
         clean_error("close", topcow_image_close(img));
         cur_op = "after repair";
         o.flags = TOPCOW_OPEN_RDONLY;
@@ -571,7 +575,9 @@ run_in_process(const struct base *b)
         clean_error("open", r);
         if (r == 0) {
             walk_and_read(img);
-            do_check(img, 0, &res);
+            if (do_check(img, 0, &res) == 0 && !res.corruptions && !res.leaks &&
+                !res.check_errors)
+                clean_after_repair++;
             clean_error("close", topcow_image_close(img));
         }
     }
@@ -862,6 +868,9 @@ main(int argc, char **argv)
         cur_img = NULL;
         free(b.img);
     }
+    /* A leak report at exit belongs to no mutant in particular. */
+    note_len = 0;
+    cur_keep_path[0] = 0;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     fprintf(stderr,
@@ -870,6 +879,10 @@ main(int argc, char **argv)
             mutants_run, ntypes, cli_topcow ? "through the CLI" : "in-process", secs, outcome_ok,
             outcome_err, failures, leak_failures);
     if (!cli_topcow) {
+        fprintf(stderr,
+                "robust-mutate: check found damage in %lu opened mutants; check -r all "
+                "repaired %lu; %lu check clean after the repair\n",
+                found_damage, repaired, clean_after_repair);
         fprintf(stderr, "robust-mutate: errors returned:");
         for (int e = 0; e < 256; e++)
             if (errno_count[e])
