@@ -51,7 +51,7 @@ test-valgrind: build
 
 test-asan: setup $(BUILD_ASAN)/build.ninja
 	ninja -C $(BUILD_ASAN)
-	@./scripts/run-tests.sh $(BUILD_ASAN)
+	@MESON_TEST_ARGS="--no-suite long --no-suite tsan" ./scripts/run-tests.sh $(BUILD_ASAN)
 
 demo: build
 	@./scripts/demo.sh $(BUILD)
