@@ -44,10 +44,13 @@ test-long: build $(BUILD_FUZZ)/build.ninja
 	@MESON_TEST_ARGS="--suite long" FUZZ_SUITE=fuzz-10m \
 	    ./scripts/run-tests.sh $(BUILD) "" "" $(BUILD_FUZZ)
 
-# The unit suite under valgrind memcheck (errors and definite leaks fail).
+# The unit suite under valgrind memcheck (memory errors and definite or
+# indirect leaks fail).
+VALGRIND = valgrind --error-exitcode=1 --leak-check=full \
+    --errors-for-leak-kinds=definite,indirect --track-origins=yes -q
 test-valgrind: build
-	meson test -C $(BUILD) --suite unit --num-processes 2 --print-errorlogs --timeout-multiplier 10 \
-	    --wrap='valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --track-origins=yes --trace-children=no -q'
+	meson test -C $(BUILD) --suite unit --num-processes 2 --print-errorlogs \
+	    --timeout-multiplier 10 --wrap='$(VALGRIND)'
 
 test-asan: setup $(BUILD_ASAN)/build.ninja
 	ninja -C $(BUILD_ASAN)

@@ -13,6 +13,7 @@ require qemu-img qemu-io
 mutate=$TOPCOW_BUILDDIR/tests/robust/robust-mutate
 topcow=$(cd "$(dirname "$TOPCOW")" && pwd)/$(basename "$TOPCOW")
 "$TOPCOW_SRCDIR/tests/robust/make-images.sh" "$SCRATCH/images" || fail "make-images.sh failed"
-export ROBUST_REPLAY="TOPCOW=$topcow TOPCOW_SRCDIR=$TOPCOW_SRCDIR TOPCOW_BUILDDIR=$TOPCOW_BUILDDIR $TOPCOW_SRCDIR/tests/robust/mutate.sh"
+ROBUST_REPLAY="TOPCOW=$topcow TOPCOW_SRCDIR=$TOPCOW_SRCDIR TOPCOW_BUILDDIR=$TOPCOW_BUILDDIR"
+export ROBUST_REPLAY="$ROBUST_REPLAY $TOPCOW_SRCDIR/tests/robust/mutate.sh"
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 "$mutate" --keep "$TOPCOW_BUILDDIR/tests/robust/failed" "$@" "$SCRATCH/images"

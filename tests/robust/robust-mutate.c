@@ -282,7 +282,8 @@ find_regions(struct base *b)
 static void
 mutate(const struct base *b, uint64_t index, uint8_t *img, char *desc, size_t desclen)
 {
-    uint64_t s = base_seed * 0x2545f4914f6cdd1dull ^ fnv1a(b->name) ^ (index * 0x9e3779b97f4a7c15ull);
+    uint64_t s = base_seed * 0x2545f4914f6cdd1dull ^ fnv1a(b->name) ^
+                 (index * 0x9e3779b97f4a7c15ull);
     rnd(&s);
     unsigned n = 1 + (unsigned)below(&s, 8);
     size_t used = 0;

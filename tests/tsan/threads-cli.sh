@@ -2,10 +2,10 @@
 # SPDX-License-Identifier: MIT
 # The threaded paths of the command line, meant for a ThreadSanitizer build
 # (suite 'tsan' in build-tsan; see meson.build here): the parallel copy
-# engine of convert (-m 8, in order and out of order with -W), compare's parallel readers, and the chain copy
-# engine of commit and rebase.  Every result is checked against qemu-img.
-# A data race makes the command exit 66 with a ThreadSanitizer report, which
-# fails the test; so does a wrong copy.
+# engine of convert (-m 8, in order and out of order with -W), compare's
+# parallel readers, and the chain copy engine of commit and rebase.  Every
+# result is checked against qemu-img.  A data race makes the command exit 66
+# with a ThreadSanitizer report, which fails the test; so does a wrong copy.
 . "$TOPCOW_SRCDIR/tests/lib.sh"
 require qemu-img qemu-io
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66:second_deadlock_stack=1}
