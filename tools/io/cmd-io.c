@@ -61,6 +61,9 @@ io_shell_open(struct io_shell *sh, const char *path, const struct io_open_req *r
     struct topcow_open_opts o = TOPCOW_OPEN_OPTS_INIT;
     o.format = req->format;
     o.flags = req->flags;
+    o.snapshot = req->snapshot;
+    if (req->snapshot)
+        o.flags |= TOPCOW_OPEN_RDONLY;
     struct topcow_image *img;
     int r = topcow_image_open(&img, path, &o);
     if (r < 0) {
@@ -121,6 +124,8 @@ help(void)
            "  -c, --cmd COMMAND      run COMMAND (repeatable); 'help' lists the commands\n"
            "  -f, --format FMT       image format (qcow2 or raw); default: probe\n"
            "  -r, --read-only        open read-only\n"
+           "  -l, --load-snapshot S  read the image as it was at internal snapshot S\n"
+           "                         (id or name; read-only; a topcow extension)\n"
            "  -U, --force-share      take no lock (needs -r)\n"
            "  -n, --nocache          bypass the host page cache (same as -t none)\n"
            "  -t, --cache MODE       none, writeback, writethrough, directsync, unsafe\n"
@@ -177,6 +182,7 @@ cmd_io(int argc, char **argv)
         { "version", no_argument, NULL, 'V' },
         { "object", required_argument, NULL, 'O' },
         { "image-opts", no_argument, NULL, 'I' },
+        { "load-snapshot", required_argument, NULL, 'l' },
         { NULL, 0, NULL, 0 },
     };
     struct io_open_req req = { .discard = true };
@@ -186,11 +192,12 @@ cmd_io(int argc, char **argv)
     if (!cmds)
         die("out of memory");
 
-    while ((c = getopt_long(argc, argv, "hVc:d:f:rsnCmki:t:T:U", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hVc:d:f:l:rsnCmki:t:T:U", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': cmds[ncmds++] = optarg; break;
         case 'f': req.format = optarg; break;
         case 'r': req.flags |= TOPCOW_OPEN_RDONLY; break;
+        case 'l': req.snapshot = optarg; break;
         case 'n': req.flags = (req.flags & ~CACHE_FLAGS) | TOPCOW_OPEN_DIRECT; break;
         case 'U': req.flags |= TOPCOW_OPEN_FORCE_SHARE; break;
         case 't':

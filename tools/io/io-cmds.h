@@ -34,6 +34,7 @@ struct io_open_req {
     const char *format;  /* NULL: probe */
     unsigned flags;      /* TOPCOW_OPEN_* */
     bool discard;        /* see struct io_shell */
+    const char *snapshot; /* open read-only at this internal snapshot (-l), or NULL */
 };
 
 /* ---- cmd-io.c ------------------------------------------------------------ */
