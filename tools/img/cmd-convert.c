@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "convert.h"
@@ -384,6 +385,7 @@ cmd_convert(int argc, char **argv)
     struct convert_source *srcs = NULL;
     struct topcow_image *dst = NULL;
     int ret = 1;
+    bool created = false, writing = false;
     /* -o backing_file/backing_fmt stand for -B/-F; the size always comes from
      * the sources. */
     const char *v;
@@ -427,6 +429,7 @@ cmd_convert(int argc, char **argv)
 
     if (!o.no_create && create_target(&o, out, total) < 0)
         goto out;
+    created = !o.no_create;
     dst = open_image(out, o.out_fmt, o.dst_flags);
     if (!dst)
         goto out;
@@ -458,6 +461,7 @@ cmd_convert(int argc, char **argv)
     };
     if (o.progress)
         progress_print(0);
+    writing = true;
     if (convert_run(&job) < 0)
         goto out;
     ret = 0;
@@ -466,6 +470,17 @@ out:
     if (dst && topcow_image_close(dst) < 0 && ret == 0) {
         error_msg("%s: %s", out, topcow_last_error());
         ret = 1;
+    }
+    /* A failed copy (a full disk, a read error) must not leave an image
+     * that looks complete: remove what we created, or say so. */
+    if (ret != 0 && created) {
+        if (unlink(out) == 0)
+            error_msg("removed the incomplete output '%s'", out);
+        else
+            error_msg("the output '%s' is incomplete (could not remove it: %s)", out,
+                      strerror(errno));
+    } else if (ret != 0 && writing) {
+        error_msg("the output '%s' is incomplete: it does not hold the source's content", out);
     }
     if (ret == 0 && o.progress)
         progress_end();
