@@ -411,6 +411,37 @@ snapshots_allowed(struct qcow2_state *s)
     return 0;
 }
 
+/* Snapshot operations change refcounts and COPIED flags in separate writes;
+ * a crash between them leaves flags that disagree with the refcounts (a
+ * leak or an extra copy-on-write at worst, but check calls it corruption).
+ * On v3 images the dirty bit covers that window: an image left dirty gets
+ * its refcounts and COPIED flags rebuilt at the next read-write open, by
+ * topcow and by QEMU alike.  Needs the lock. */
+static int
+op_begin(struct qcow2_state *s)
+{
+    return qcow2_mark_dirty(s);
+}
+
+/* Clear the dirty bit op_begin set (lazy-refcount images keep it until
+ * close), once the operation's metadata is durable.  Returns @r. */
+static int
+op_end(struct qcow2_state *s, int r)
+{
+    if (r < 0 || s->lazy_refcounts || !s->dirty_bit_set)
+        return r;
+    s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+    r = qcow2_header_write_field(s, QCOW2_HDR_INCOMPAT, 8);
+    if (r == 0)
+        r = qcow2_sync(s);
+    if (r < 0) {
+        s->h.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
+        return r;
+    }
+    s->dirty_bit_set = false;
+    return 0;
+}
+
 int
 qcow2_snapshot_create(struct topcow_image *img, const char *name)
 {
@@ -423,6 +454,8 @@ qcow2_snapshot_create(struct topcow_image *img, const char *name)
         r = QERR(s, -EFBIG, "qcow2: too many snapshots");
     if (r == 0)
         r = qcow2_flush_locked(s);
+    if (r == 0)
+        r = op_begin(s);
     if (r < 0)
         goto out;
 
@@ -493,6 +526,7 @@ qcow2_snapshot_create(struct topcow_image *img, const char *name)
     s->nb_snapshots++;
     r = qcow2_flush_locked(s);
 out:
+    r = op_end(s, r);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -592,6 +626,8 @@ qcow2_snapshot_apply(struct topcow_image *img, const char *id_or_name)
         r = QERR(s, -ENOENT, "snapshot '%s' not found", id_or_name);
     if (r == 0)
         r = qcow2_flush_locked(s);
+    if (r == 0)
+        r = op_begin(s);
     if (r < 0)
         goto out;
     const struct qcow2_snapshot *sn = &s->snapshots[idx];
@@ -643,6 +679,7 @@ qcow2_snapshot_apply(struct topcow_image *img, const char *id_or_name)
     if (r == 0)
         r = qcow2_flush_locked(s);
 out:
+    r = op_end(s, r);
     free(snap_l1);
     free(old_l1);
     pthread_mutex_unlock(&s->lock);
@@ -661,6 +698,8 @@ qcow2_snapshot_delete(struct topcow_image *img, const char *id_or_name)
         r = QERR(s, -ENOENT, "snapshot '%s' not found", id_or_name);
     if (r == 0)
         r = qcow2_flush_locked(s);
+    if (r == 0)
+        r = op_begin(s);
     if (r < 0)
         goto out;
     struct qcow2_snapshot gone = s->snapshots[idx];
@@ -703,6 +742,7 @@ qcow2_snapshot_delete(struct topcow_image *img, const char *id_or_name)
     if (r == 0)
         r = qcow2_flush_locked(s);
 out:
+    r = op_end(s, r);
     free(snap_l1);
     pthread_mutex_unlock(&s->lock);
     return r;

@@ -225,7 +225,13 @@ qcow2_open(struct topcow_image *img)
     if (!s->read_only) {
         if ((s->h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
             !(img->flags & TOPCOW_OPEN_NO_REPAIR)) {
+            /* Refcounts from the metadata, then COPIED flags from them
+             * (a crash inside a snapshot operation leaves both stale). */
             r = qcow2_rebuild_refcounts(s, false, false);
+            if (r == 0)
+                r = qcow2_recompute_copied(s);
+            if (r == 0)
+                r = qcow2_flush_locked(s);
             if (r < 0)
                 goto fail;
             s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
