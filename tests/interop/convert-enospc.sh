@@ -15,6 +15,7 @@ qemu-io -c "write -P 0x5a 0 40M" -c "write -P 0x6b 50M 8M" src.qcow2 >/dev/null
 # check_failed OUTPUT: the last convert failed as it must.
 check_failed() {
     [ "$rc" = 1 ] || fail "convert to $1 with a full disk: exit status $rc"
+    [ "$(wc -l <err)" = 1 ] || fail "not one line: $(cat err)"
     grep -q "No space left on device" err || fail "no ENOSPC message: $(cat err)"
     grep -q "removed the incomplete output '$1'" err || fail "output not removed: $(cat err)"
     [ ! -e "$1" ] || fail "the incomplete output $1 was left behind"
@@ -36,7 +37,7 @@ rc=0
 strace -f -o /dev/null -e trace=pwrite64,pwritev -e inject=pwrite64,pwritev:error=ENOSPC:when=10+ \
     "$TOPCOW" convert -n -O raw src.qcow2 existing.raw 2>err || rc=$?
 [ "$rc" = 1 ] || fail "convert -n with a full disk: exit status $rc"
-grep -q "the output 'existing.raw' is incomplete" err || fail "-n: $(cat err)"
+grep -q "(the output 'existing.raw' is incomplete)" err || fail "-n: $(cat err)"
 [ -e existing.raw ] || fail "-n removed the user's output"
 
 # A real full file system, where this machine lets us mount one.

@@ -385,7 +385,8 @@ cmd_convert(int argc, char **argv)
     struct convert_source *srcs = NULL;
     struct topcow_image *dst = NULL;
     int ret = 1;
-    bool created = false, writing = false;
+    bool created = false;
+    char msg[1024] = "";
     /* -o backing_file/backing_fmt stand for -B/-F; the size always comes from
      * the sources. */
     const char *v;
@@ -461,26 +462,23 @@ cmd_convert(int argc, char **argv)
     };
     if (o.progress)
         progress_print(0);
-    writing = true;
-    if (convert_run(&job) < 0)
+    if (convert_run(&job, msg, sizeof msg) < 0)
         goto out;
     ret = 0;
 
 out:
     if (dst && topcow_image_close(dst) < 0 && ret == 0) {
-        error_msg("%s: %s", out, topcow_last_error());
+        snprintf(msg, sizeof msg, "%s: %s", out, topcow_last_error());
         ret = 1;
     }
     /* A failed copy (a full disk, a read error) must not leave an image
-     * that looks complete: remove what we created, or say so. */
-    if (ret != 0 && created) {
-        if (unlink(out) == 0)
-            error_msg("removed the incomplete output '%s'", out);
-        else
-            error_msg("the output '%s' is incomplete (could not remove it: %s)", out,
-                      strerror(errno));
-    } else if (ret != 0 && writing) {
-        error_msg("the output '%s' is incomplete: it does not hold the source's content", out);
+     * that looks complete: remove what we created (saying so on the error's
+     * one line), or say that the user's output is incomplete. */
+    if (ret != 0 && created && unlink(out) == 0) {
+        if (msg[0])
+            error_msg("%s (removed the incomplete output '%s')", msg, out);
+    } else if (msg[0]) {
+        error_msg("%s (the output '%s' is incomplete)", msg, out);
     }
     if (ret == 0 && o.progress)
         progress_end();

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,8 @@ struct engine {
     uint64_t commit_seq;        /* in order mode: the unit to write next */
     uint64_t done;              /* bytes written */
     int err;                    /* first failure; every thread stops */
+    char *msg;                  /* its description (the caller's buffer) */
+    size_t msglen;
 };
 
 struct reader {
@@ -100,7 +103,7 @@ struct reader {
     pthread_t tid;
 };
 
-/* Record the first failure, print "error while WHAT at byte OFF: why" (why:
+/* Record the first failure, describe it as "error while WHAT at byte OFF: why" (why:
  * the library's message, or strerror for failures of the tool itself) and
  * wake every waiter.  Returns @r. */
 static int
@@ -109,8 +112,8 @@ fail(struct engine *e, int r, const char *what, uint64_t off)
     pthread_mutex_lock(&e->lock);
     if (!e->err) {
         e->err = r;
-        error_msg("error while %s at byte %llu: %s", what, (unsigned long long)off,
-                  r == -ENOMEM ? strerror(ENOMEM) : topcow_last_error());
+        snprintf(e->msg, e->msglen, "error while %s at byte %llu: %s", what,
+                 (unsigned long long)off, r == -ENOMEM ? strerror(ENOMEM) : topcow_last_error());
     }
     pthread_cond_broadcast(&e->slot_free);
     pthread_cond_broadcast(&e->unit_ready);
@@ -516,11 +519,12 @@ writer_main(void *arg)
 }
 
 int
-convert_run(const struct convert_job *job)
+convert_run(const struct convert_job *job, char *msg, size_t msglen)
 {
     const unsigned nreaders = job->workers ? job->workers : 1;
     const unsigned nwriters = job->out_of_order && job->parallel_writes ? nreaders : 1;
-    struct engine e = { .job = job, .nunits = nreaders + nwriters };
+    struct engine e = { .job = job, .nunits = nreaders + nwriters, .msg = msg,
+                        .msglen = msglen };
     pthread_mutex_init(&e.lock, NULL);
     pthread_mutex_init(&e.status_lock, NULL);
     pthread_cond_init(&e.slot_free, NULL);
@@ -550,7 +554,7 @@ convert_run(const struct convert_job *job)
         r = -EAGAIN;
     if (r < 0) {
         e.err = r;
-        error_msg("could not start the copy threads: %s", strerror(-r));
+        snprintf(msg, msglen, "could not start the copy threads: %s", strerror(-r));
     }
     pthread_mutex_unlock(&e.lock);
     if (r == 0)

@@ -54,9 +54,10 @@ struct convert_job {
     void *opaque;
 };
 
-/* Copy the sources into job->dst.  Returns 0, or -errno after printing one
- * line naming the failed operation and offset. */
-int convert_run(const struct convert_job *job);
+/* Copy the sources into job->dst.  Returns 0, or -errno with one line
+ * naming the failed operation and offset in @msg (the caller prints it, with
+ * what became of the output). */
+int convert_run(const struct convert_job *job, char *msg, size_t msglen);
 
 /* Whether @len bytes at @p are all zero. */
 bool buf_is_zero(const void *p, size_t len);
