@@ -23,22 +23,39 @@
 static uint8_t pattern[MAX_IO];
 static uint8_t readback[MAX_IO];
 
+/* Reports of an unshared cluster whose entry lacks COPIED.  A fuzzed image
+ * can map one data cluster from two active L2 entries (refcount 2, COPIED
+ * clear: consistent); freeing one of them leaves the other at refcount 1
+ * without COPIED.  Check calls that an error, as qemu-img does, but it only
+ * costs a copy-on-write on the next write: it does not break the contract
+ * checked here (QEMU leaves the same state). */
+static uint64_t copied_missing;
+
 static void
 report(void *opaque, const char *line)
 {
     (void)opaque;
     fuzz_touch_string(line);
+    const char *p = strstr(line, "OFLAG_COPIED data cluster: l2_entry=");
+    unsigned long long e, rc;
+    if (p && sscanf(p, "OFLAG_COPIED data cluster: l2_entry=%llx refcount=%llu", &e, &rc) == 2 &&
+        rc == 1 && !(e >> 63))
+        copied_missing++;
 }
 
-/* Run a check; returns 0 and fills *@res, or -errno. */
+/* Run a check; returns 0 and fills *@res (not counting copied_missing
+ * reports as corruptions), or -errno. */
 static int
 check(struct topcow_image *img, struct topcow_check_result *res)
 {
     memset(res, 0, sizeof *res);
     res->struct_size = sizeof *res;
+    copied_missing = 0;
     int r = topcow_image_check(img, 0, res, report, NULL);
     if (r < 0)
         fuzz_touch_string(topcow_last_error());
+    else if (res->corruptions >= copied_missing)
+        res->corruptions -= copied_missing; /* not a broken contract: see copied_missing */
     return r;
 }
 

@@ -410,12 +410,12 @@ static struct unit *
 claim(struct engine *e)
 {
     const uint64_t size = e->job->size;
-    struct unit *u;
     while (!e->err && e->next_start < size &&
-           (u = &e->units[e->next_seq % e->nunits])->state != UNIT_FREE)
+           e->units[e->next_seq % e->nunits].state != UNIT_FREE)
         pthread_cond_wait(&e->slot_free, &e->lock);
     if (e->err || e->next_start >= size)
         return NULL;
+    struct unit *u = &e->units[e->next_seq % e->nunits];
     u->state = UNIT_FILLING;
     u->seq = e->next_seq++;
     u->start = e->next_start;
