@@ -152,6 +152,26 @@ qcow2_mark_dirty(struct qcow2_state *s)
 }
 
 int
+qcow2_mark_clean(struct qcow2_state *s)
+{
+    if (!s->dirty_bit_set)
+        return 0;
+    s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
+    int r = qcow2_header_write_field(s, QCOW2_HDR_INCOMPAT, 8);
+    bool unsafe = s->unsafe;
+    s->unsafe = false; /* the clean mark itself is always made durable */
+    if (r == 0)
+        r = qcow2_sync(s);
+    s->unsafe = unsafe;
+    if (r < 0) {
+        s->h.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
+        return r;
+    }
+    s->dirty_bit_set = false;
+    return 0;
+}
+
+int
 qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
 {
     char msg[300];

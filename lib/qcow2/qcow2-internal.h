@@ -287,6 +287,9 @@ int qcow2_l1_write(struct qcow2_state *s);
 void qcow2_mark_chunk_dirty(uint8_t *dirty, uint64_t i);
 /* Set the dirty bit durably before the first allocating write (lazy refcounts). */
 int qcow2_mark_dirty(struct qcow2_state *s);
+/* Clear the dirty bit (durably, even with cache=unsafe) once the refcounts
+ * on disk are exact; a no-op when it is not set. */
+int qcow2_mark_clean(struct qcow2_state *s);
 /* Set the corrupt bit, record why, and fail with -EUCLEAN (QEMU's behaviour
  * on a detected metadata inconsistency). */
 int qcow2_signal_corruption(struct qcow2_state *s, const char *fmt, ...)

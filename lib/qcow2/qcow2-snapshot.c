@@ -411,16 +411,26 @@ snapshots_allowed(struct qcow2_state *s)
     return 0;
 }
 
-/* Snapshot operations change refcounts and COPIED flags in separate writes;
+/* The start of every snapshot operation: the checks, @id_or_name looked up
+ * into *@idx (unless NULL), durable metadata, and the dirty bit.
+ *
+ * Snapshot operations change refcounts and COPIED flags in separate writes;
  * a crash between them leaves flags that disagree with the refcounts (a
  * leak or an extra copy-on-write at worst, but check calls it corruption).
  * On v3 images the dirty bit covers that window: an image left dirty gets
  * its refcounts and COPIED flags rebuilt at the next read-write open, by
  * topcow and by QEMU alike.  Needs the lock. */
 static int
-op_begin(struct qcow2_state *s)
+op_begin(struct qcow2_state *s, const char *id_or_name, int *idx)
 {
-    return qcow2_mark_dirty(s);
+    int r = snapshots_allowed(s);
+    if (r == 0 && id_or_name && (*idx = qcow2_snapshot_find(s, id_or_name)) < 0)
+        r = QERR(s, -ENOENT, "snapshot '%s' not found", id_or_name);
+    if (r == 0)
+        r = qcow2_flush_locked(s);
+    if (r == 0)
+        r = qcow2_mark_dirty(s);
+    return r;
 }
 
 /* Clear the dirty bit op_begin set (lazy-refcount images keep it until
@@ -428,18 +438,7 @@ op_begin(struct qcow2_state *s)
 static int
 op_end(struct qcow2_state *s, int r)
 {
-    if (r < 0 || s->lazy_refcounts || !s->dirty_bit_set)
-        return r;
-    s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
-    r = qcow2_header_write_field(s, QCOW2_HDR_INCOMPAT, 8);
-    if (r == 0)
-        r = qcow2_sync(s);
-    if (r < 0) {
-        s->h.incompatible_features |= QCOW2_INCOMPAT_DIRTY;
-        return r;
-    }
-    s->dirty_bit_set = false;
-    return 0;
+    return r < 0 || s->lazy_refcounts ? r : qcow2_mark_clean(s);
 }
 
 int
@@ -449,13 +448,9 @@ qcow2_snapshot_create(struct topcow_image *img, const char *name)
     RETURN_ERR_IF(strlen(name) > 65535 || !*name, -EINVAL,
                   "%s: snapshot name must be 1 to 65535 bytes", img->filename);
     pthread_mutex_lock(&s->lock);
-    int r = snapshots_allowed(s);
-    if (r == 0 && s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS)
-        r = QERR(s, -EFBIG, "qcow2: too many snapshots");
-    if (r == 0)
-        r = qcow2_flush_locked(s);
-    if (r == 0)
-        r = op_begin(s);
+    int r = s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS
+                ? QERR(s, -EFBIG, "qcow2: too many snapshots")
+                : op_begin(s, NULL, NULL);
     if (r < 0)
         goto out;
 
@@ -620,14 +615,8 @@ qcow2_snapshot_apply(struct topcow_image *img, const char *id_or_name)
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
     uint64_t *snap_l1 = NULL, *old_l1 = NULL, steps, undone;
-    int idx = qcow2_snapshot_find(s, id_or_name);
-    int r = snapshots_allowed(s);
-    if (r == 0 && idx < 0)
-        r = QERR(s, -ENOENT, "snapshot '%s' not found", id_or_name);
-    if (r == 0)
-        r = qcow2_flush_locked(s);
-    if (r == 0)
-        r = op_begin(s);
+    int idx;
+    int r = op_begin(s, id_or_name, &idx);
     if (r < 0)
         goto out;
     const struct qcow2_snapshot *sn = &s->snapshots[idx];
@@ -692,14 +681,8 @@ qcow2_snapshot_delete(struct topcow_image *img, const char *id_or_name)
     struct qcow2_state *s = qcow2_state(img);
     pthread_mutex_lock(&s->lock);
     uint64_t *snap_l1 = NULL, steps;
-    int idx = qcow2_snapshot_find(s, id_or_name);
-    int r = snapshots_allowed(s);
-    if (r == 0 && idx < 0)
-        r = QERR(s, -ENOENT, "snapshot '%s' not found", id_or_name);
-    if (r == 0)
-        r = qcow2_flush_locked(s);
-    if (r == 0)
-        r = op_begin(s);
+    int idx;
+    int r = op_begin(s, id_or_name, &idx);
     if (r < 0)
         goto out;
     struct qcow2_snapshot gone = s->snapshots[idx];

@@ -282,17 +282,7 @@ qcow2_close_clean(struct topcow_image *img)
         return 0;
     if (img->flags & TOPCOW_OPEN_NO_REPAIR)
         return 0; /* refcounts were never rebuilt: leave the image marked */
-    s->h.incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
-    int r = qcow2_header_write_field(s, QCOW2_HDR_INCOMPAT, 8);
-    if (r == 0) {
-        bool unsafe = s->unsafe;
-        s->unsafe = false; /* the clean mark itself is always made durable */
-        r = qcow2_sync(s);
-        s->unsafe = unsafe;
-    }
-    if (r == 0)
-        s->dirty_bit_set = false;
-    return r;
+    return qcow2_mark_clean(s);
 }
 
 static void

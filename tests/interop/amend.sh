@@ -104,4 +104,10 @@ must_fail "$TOPCOW" amend e.qcow2
 case $ERR in *"-o"*) ;; *) fail "no options: $ERR" ;; esac
 [ "$(sha e.qcow2)" = "$want" ] || fail "a refused amend changed the file"
 must_fail "$TOPCOW" amend -o compat=1.1 -f raw base.qcow2
+case $ERR in *"does not support option amendment"*) ;; *) fail "raw: $ERR" ;; esac
+qemu-img create -q -f qcow2 nb.qcow2 4M
+must_fail "$TOPCOW" amend -o backing_fmt=qcow2 nb.qcow2
+case $ERR in *"backing_fmt needs a backing file"*) ;; *) fail "backing_fmt alone: $ERR" ;; esac
+must_fail "$TOPCOW" amend -o refcount_bits=3 nb.qcow2
+case $ERR in *"power of two"*) ;; *) fail "refcount_bits=3: $ERR" ;; esac
 echo "ok: $n amends compared with qemu-img, refusals"

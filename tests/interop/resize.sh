@@ -120,6 +120,9 @@ ok "$TOPCOW" resize -f raw --shrink r.raw 2M
 [ "$(stat -c %s r.raw)" = $((2 << 20)) ] || fail "raw shrink"
 must_fail "$TOPCOW" resize -f raw --shrink r.raw 512k
 case $ERR in *"guest data at offset 524288"*) ;; *) fail "raw shrink over data: $ERR" ;; esac
+[ "$(stat -c %s r.raw)" = $((2 << 20)) ] || fail "a refused raw shrink changed the size"
+must_fail "$TOPCOW" resize -f raw --preallocation=metadata r.raw 4M
+case $ERR in *"no metadata to preallocate"*) ;; *) fail "raw metadata prealloc: $ERR" ;; esac
 
 # Errors, in qemu-img's words.
 must_fail "$TOPCOW" resize a.qcow2 1000

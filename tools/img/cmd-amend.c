@@ -31,7 +31,7 @@ help(void)
 
 static const char *const creation_only[] = {
     "cluster_size", "extended_l2", "compression_type", "preallocation", "encryption",
-    "encrypt.format", "cluster_size",
+    "encrypt.format",
 };
 
 int
