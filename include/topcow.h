@@ -189,6 +189,45 @@ TOPCOW_API int topcow_image_discard(struct topcow_image *img, uint64_t off, uint
 TOPCOW_API int topcow_image_flush(struct topcow_image *img);
 
 /* ------------------------------------------------------------------------ */
+/* Compressed writes                                                         */
+/*
+ * A qcow2 image stores a compressed cluster in as many bytes as its stream
+ * needs, packed one after the other into host clusters.  Streams use the
+ * image's compression type (topcow_create_opts.compression_type).  A cluster
+ * that does not compress is stored as normal data, as QEMU does.  Writing
+ * part of a compressed cluster later turns it into a normal cluster.
+ *
+ * Compression is split from storing, so that a program can compress on
+ * several threads and still store in guest order (which keeps the streams
+ * of neighbouring clusters together in the file):
+ *
+ *     topcow_image_compress(img, buf, len, off, &c);    any thread, in parallel
+ *     topcow_image_write_compressed(img, c);             in the order wanted
+ *     topcow_compressed_free(c);
+ *
+ * Requests cover whole clusters: @off is a multiple of the cluster size,
+ * and @len too unless the request ends at the end of the image (the last
+ * cluster is compressed zero-padded).  Formats without compressed clusters
+ * (raw) and qcow2 images with an external data file give -ENOTSUP. */
+struct topcow_compressed;
+
+/* Compress guest bytes [@off, @off+@len) of @buf for @img into a new
+ * *@out, without touching the image.  Thread-safe. */
+TOPCOW_API int topcow_image_compress(struct topcow_image *img, const void *buf, size_t len,
+                                     uint64_t off, struct topcow_compressed **out);
+
+/* Store clusters prepared by topcow_image_compress() for this image: each
+ * replaces what its guest cluster held.  Durable after the next flush. */
+TOPCOW_API int topcow_image_write_compressed(struct topcow_image *img,
+                                             const struct topcow_compressed *c);
+
+TOPCOW_API void topcow_compressed_free(struct topcow_compressed *c); /* NULL is a no-op */
+
+/* Compress and store in one call (both steps above). */
+TOPCOW_API int topcow_image_pwrite_compressed(struct topcow_image *img, const void *buf,
+                                              size_t len, uint64_t off);
+
+/* ------------------------------------------------------------------------ */
 /* Block status                                                              */
 
 #define TOPCOW_EXTENT_DATA (1u << 0)       /* reads come from storage */

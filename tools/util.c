@@ -169,6 +169,15 @@ optlist_get(struct optlist *ol, const char *key)
     return v;
 }
 
+bool
+optlist_has(const struct optlist *ol, const char *key)
+{
+    for (size_t i = 0; i < ol->n; i++)
+        if (!strcmp(ol->keys[i], key))
+            return true;
+    return false;
+}
+
 const char *
 optlist_unused(const struct optlist *ol)
 {

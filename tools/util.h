@@ -41,6 +41,8 @@ struct optlist {
 int optlist_parse(struct optlist *ol, const char *s);
 /* The value of @key (last occurrence), marking it used; NULL if absent. */
 const char *optlist_get(struct optlist *ol, const char *key);
+/* Whether @key was given (without marking it used). */
+bool optlist_has(const struct optlist *ol, const char *key);
 /* The first option nobody asked for, or NULL. */
 const char *optlist_unused(const struct optlist *ol);
 void optlist_free(struct optlist *ol);

@@ -334,6 +334,57 @@ topcow_image_flush(struct topcow_image *img)
 }
 
 int
+topcow_image_compress(struct topcow_image *img, const void *buf, size_t len, uint64_t off,
+                      struct topcow_compressed **out)
+{
+    err_begin("compress");
+    *out = NULL;
+    int r = check_request(img, off, len, true);
+    if (r < 0)
+        return r;
+    RETURN_ERR_IF(!img->ops->compress, -ENOTSUP, "%s: %s images have no compressed clusters",
+                  img->filename, img->ops->name);
+    return img->ops->compress(img, buf, len, off, out);
+}
+
+int
+topcow_image_write_compressed(struct topcow_image *img, const struct topcow_compressed *c)
+{
+    err_begin("write compressed");
+    int r = check_request(img, c->off, c->len, true);
+    if (r < 0)
+        return r;
+    RETURN_ERR_IF(!img->ops->write_compressed, -ENOTSUP,
+                  "%s: %s images have no compressed clusters", img->filename, img->ops->name);
+    r = img->ops->write_compressed(img, c);
+    if (r == 0 && (img->flags & TOPCOW_OPEN_WRITETHROUGH))
+        r = topcow_image_flush(img);
+    return r;
+}
+
+void
+topcow_compressed_free(struct topcow_compressed *c)
+{
+    if (!c)
+        return;
+    free(c->clusters);
+    free(c->arena);
+    free(c);
+}
+
+int
+topcow_image_pwrite_compressed(struct topcow_image *img, const void *buf, size_t len,
+                               uint64_t off)
+{
+    struct topcow_compressed *c;
+    int r = topcow_image_compress(img, buf, len, off, &c);
+    if (r == 0)
+        r = topcow_image_write_compressed(img, c);
+    topcow_compressed_free(c);
+    return r;
+}
+
+int
 image_backing_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off)
 {
     struct topcow_image *b = img->backing;

@@ -58,7 +58,31 @@ struct format_ops {
     int (*resize)(struct topcow_image *img, uint64_t size, unsigned flags,
                   enum topcow_prealloc prealloc);
     int (*amend)(struct topcow_image *img, const struct topcow_amend_opts *opts);
+    /* Compressed writes (optional): compress prepares, without touching the
+     * image and on any thread; write_compressed stores.  Requests are within
+     * the image; the image is writable. */
+    int (*compress)(struct topcow_image *img, const void *buf, size_t len, uint64_t off,
+                    struct topcow_compressed **out);
+    int (*write_compressed)(struct topcow_image *img, const struct topcow_compressed *c);
     /* append only */
+};
+
+/* One cluster of a topcow_compressed: arena[pos, pos+len) holds its stream,
+ * or with @raw its data as it is (it did not compress). */
+struct topcow_compressed_cluster {
+    size_t pos;
+    size_t len;
+    bool raw;
+};
+
+/* Clusters compressed by a format's compress method, ready to be stored. */
+struct topcow_compressed {
+    uint64_t off;          /* guest offset of the first cluster */
+    uint64_t len;          /* guest bytes covered */
+    uint64_t cluster_size;
+    size_t n;
+    struct topcow_compressed_cluster *clusters;
+    uint8_t *arena;
 };
 
 struct topcow_image {

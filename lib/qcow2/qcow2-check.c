@@ -521,6 +521,7 @@ qcow2_rebuild_refcounts(struct qcow2_state *s, bool keep_old, bool new_order)
 {
     struct topcow_check_result res = { .struct_size = sizeof res };
     struct walk w = { .s = s, .res = &res, .skip_refcounts = !keep_old };
+    s->cpack = 0; /* the packing cluster's references are recounted */
     int r = walk_all(&w);
     if (r == 0 && w.broken)
         r = QERR(s, -EUCLEAN, "qcow2: cannot rebuild refcounts: the metadata is corrupt "

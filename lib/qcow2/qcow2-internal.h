@@ -201,6 +201,8 @@ struct qcow2_state {
     bool corrupt;              /* metadata corruption seen: refuse further writes */
     uint64_t file_size_at_open;
     int prealloc_detected;     /* -1 not yet known, 0 no, 1 metadata preallocation */
+    uint64_t cpack;            /* next free byte of the host cluster compressed streams
+                                * are packed into; 0: none (qcow2-compress.c) */
 };
 
 /* ---- qcow2-header.c ------------------------------------------------------ */
@@ -356,6 +358,11 @@ int qcow2_read_cluster_part(struct qcow2_state *s, const struct qcow2_extent *ex
                             uint64_t guest_off, uint8_t *buf, size_t len);
 
 /* ---- qcow2-compress.c ----------------------------------------------------- */
+
+/* The format_ops compress/write_compressed methods. */
+int qcow2_compress(struct topcow_image *img, const void *buf, size_t len, uint64_t off,
+                   struct topcow_compressed **out);
+int qcow2_write_compressed(struct topcow_image *img, const struct topcow_compressed *c);
 
 /* Decompress @in (@inlen bytes, possibly with trailing garbage) into exactly
  * @outlen bytes with the image's compression type. */

@@ -293,6 +293,10 @@ int
 qcow2_refcount_update(struct qcow2_state *s, uint64_t offset, uint64_t n, int64_t delta)
 {
     uint64_t idx = offset >> s->cluster_bits;
+    /* A cluster losing references may become free and be reused for
+     * something else: stop packing compressed streams into it. */
+    if (delta < 0 && s->cpack && (s->cpack >> s->cluster_bits) - idx < n)
+        s->cpack = 0;
     while (n > 0) {
         uint64_t ti = idx >> s->rb_bits;
         uint64_t i = idx & (s->rb_entries - 1);

@@ -427,4 +427,6 @@ const struct format_ops qcow2_format = {
     .make_empty = qcow2_make_empty,
     .resize = qcow2_resize,
     .amend = qcow2_amend,
+    .compress = qcow2_compress,
+    .write_compressed = qcow2_write_compressed,
 };

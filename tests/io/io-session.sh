@@ -97,7 +97,7 @@ done
 IO_NAME=many io_compare a.qcow2 "${cmds[@]}"
 
 # Commands that are refused with a clear message, and the exit status 1.
-for c in "write -c 0 64k" "truncate 1M" "read -b 0 512" "write -b 0 512"; do
+for c in "write -c 512 64k" "truncate 1M" "read -b 0 512" "write -b 0 512"; do
     must_fail "$TOPCOW" io -c "$c" "$SCRATCH/a.qcow2"
 done
 must_fail "$TOPCOW" io -s -c "read 0 1" "$SCRATCH/a.qcow2"

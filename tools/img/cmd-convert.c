@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* topcow convert: qemu-img convert syntax.
- *   convert [-f FMT] [-O FMT] [-o OPTS] [-S SIZE] [-n] [--target-is-zero]
+ *   convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-S SIZE] [-n] [--target-is-zero]
  *           [-B BACKING [-F FMT]] [-l SNAPSHOT_PARAM] [-p] [-q] [-m N] [-W] [-U]
  *           [-t CACHE] [-T CACHE] SRC... DST
  * Option checks, opening the sources, creating and opening the target, and
@@ -31,7 +31,7 @@
 static void
 help(void)
 {
-    printf("usage: topcow convert [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-S SPARSE_SIZE]\n"
+    printf("usage: topcow convert [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-c] [-S SPARSE_SIZE]\n"
            "                      [-n] [--target-is-zero] [-B BACKING_FILE [-F BACKING_FMT]]\n"
            "                      [-l SNAPSHOT_PARAM] [-m NUM] [-W] [-U] [-t CACHE]\n"
            "                      [-T SRC_CACHE] [-p] [-q]\n"
@@ -41,6 +41,10 @@ help(void)
            "  -f FMT           format of the sources (probed by default)\n"
            "  -O FMT           output format: raw (default) or qcow2\n"
            "  -o OPTIONS       format options for the new image, as for 'create'\n"
+           "  -c               compress the output's clusters (qcow2; the codec is\n"
+           "                   -o compression_type=zlib|zstd); clusters that do not\n"
+           "                   compress are stored as they are; compression runs on\n"
+           "                   the -m worker threads\n"
            "  -S SIZE          zero runs of at least SIZE bytes inside data stay holes\n"
            "                   (default 4k; 0 allocates everything)\n"
            "  -n               write into an existing OUTPUT_FILENAME (no creation)\n"
@@ -122,6 +126,7 @@ struct options {
     struct optlist sn_ol; /* owns the strings of sn.id and sn.name */
     struct optlist ol;
     bool have_o, no_create, target_is_zero, progress, quiet, out_of_order, force_share;
+    bool compress;
     uint64_t min_sparse;
     unsigned workers, src_flags, dst_flags;
 };
@@ -226,9 +231,7 @@ parse_args(int argc, char **argv, struct options *o)
                 return -1;
             }
             break;
-        case 'c':
-            error_msg("compressed output (-c) is not supported yet");
-            return -1;
+        case 'c': o->compress = true; break;
         case 'l':
             if (parse_snapshot_param(o, optarg) < 0)
                 return -1;
@@ -271,6 +274,14 @@ check_args(const struct options *o, int nfiles)
     }
     if (o->backing && !o->backing_fmt && !o->no_create) {
         error_msg("Use of backing file requires explicit backing format");
+        return -1;
+    }
+    if (o->compress && strcmp(o->out_fmt, "qcow2")) {
+        error_msg("Compression not supported for this file format");
+        return -1;
+    }
+    if (o->compress && optlist_has(&o->ol, "data_file")) {
+        error_msg("Compression is not supported with an external data file");
         return -1;
     }
     if (o->target_is_zero && o->backing) {
@@ -457,6 +468,7 @@ cmd_convert(int argc, char **argv)
         .granule = info.cluster_size ? info.cluster_size : RAW_GRANULE,
         .zero_init = o.no_create ? o.target_is_zero : !o.backing,
         .top_only = o.backing != NULL,
+        .compress = o.compress,
         .progress = o.progress ? progress_cb : NULL,
         .opaque = &prog,
     };

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /* The copy engine of topcow convert (see convert.h).
  *
- * The target's address space is cut into units of CONVERT_UNIT bytes, each
- * with its own buffer.  Reader threads (-m of them) claim units in order,
+ * The target's address space is cut into units of CONVERT_UNIT bytes (or
+ * one cluster, when compressing to bigger clusters), each with its own
+ * buffer.  Reader threads (-m of them) claim units in order,
  * ask the sources' block status, read the data extents straight into the
  * unit's buffer and find zero runs inside the data; the result is a list of
  * writes: data, with pwrite from that same buffer; zeros, with write_zeroes
@@ -16,7 +17,12 @@
  * waking another thread, while the readers keep the other CPUs busy.  With
  * parallel_writes (O_DIRECT targets) several writers run.  A unit that ends
  * in a zero extent may swallow the following units of that extent while
- * nobody has claimed them, so long holes cost one request. */
+ * nobody has claimed them, so long holes cost one request.
+ *
+ * Compressed output (-c): readers also compress, cluster by cluster, so the
+ * compression runs on all of them in parallel, and the writer stores the
+ * streams in unit order: the file gets them in guest order, as from a
+ * sequential writer. */
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -39,6 +45,7 @@ enum op_kind {
     OP_DATA, /* bytes from a source (or, with -S 0, zeros in the buffer) */
     OP_ZERO, /* reads as zeros */
     OP_KEEP, /* unallocated in the source's top layer: the target's backing shows */
+    OP_CDATA, /* compressed clusters, ready to be stored */
 };
 
 /* A run of target bytes of one kind. */
@@ -47,6 +54,7 @@ struct op {
     uint64_t len;
     enum op_kind kind;
     size_t src;   /* OP_DATA in a plan: the source holding the bytes */
+    struct topcow_compressed *c; /* OP_CDATA: owned by the op until written */
 };
 
 struct oplist {
@@ -66,7 +74,7 @@ struct unit {
     enum unit_state state;
     uint64_t seq;         /* claim order */
     uint64_t start, end;  /* target range */
-    uint8_t *buf;         /* CONVERT_UNIT bytes; buf[0] is target byte start */
+    uint8_t *buf;         /* e->unit bytes; buf[0] is target byte start */
     struct oplist writes; /* what goes to the target */
 };
 
@@ -82,6 +90,7 @@ struct engine {
     const struct convert_job *job;
     pthread_mutex_t status_lock; /* protects status[] */
     struct status_cache *status; /* one per source */
+    uint64_t unit;              /* bytes per unit: CONVERT_UNIT, or a cluster if bigger */
     pthread_mutex_t lock;       /* protects everything below */
     pthread_cond_t slot_free;   /* a unit became free, or the work ended */
     pthread_cond_t unit_ready;  /* a unit became ready, or the work ended */
@@ -143,7 +152,7 @@ add_op(struct oplist *l, uint64_t off, uint64_t len, enum op_kind kind, size_t s
         l->v = v;
         l->cap = cap;
     }
-    l->v[l->n++] = (struct op){ off, len, kind, src };
+    l->v[l->n++] = (struct op){ off, len, kind, src, NULL };
     return 0;
 }
 
@@ -199,7 +208,7 @@ last_claimed(struct engine *e, uint64_t end)
 static uint64_t
 extend_unit(struct engine *e, uint64_t end, uint64_t ext_end)
 {
-    uint64_t want = ALIGN_DOWN_POW2(ext_end, CONVERT_UNIT);
+    uint64_t want = ALIGN_DOWN_POW2(ext_end, e->unit);
     if (want <= end)
         return end;
     pthread_mutex_lock(&e->lock);
@@ -274,7 +283,7 @@ plan_unit(struct reader *rd, struct unit *u)
         /* A zero run reaching the unit's end: look how far it goes.  Not with
          * -S 0, which writes zeros from the buffer. */
         if (pos + n == *end && kind != OP_DATA && job->min_sparse && *end < src_end &&
-            *end % CONVERT_UNIT == 0 && last_claimed(e, *end)) {
+            *end % e->unit == 0 && last_claimed(e, *end)) {
             enum op_kind k2;
             uint64_t n2;
             if ((r = query(e, si, *end, MIN_U64(src_end - *end, LOOKAHEAD), &k2, &n2)) < 0)
@@ -378,6 +387,7 @@ build_writes(struct reader *rd, struct unit *u)
             }
             break;
         case OP_KEEP:
+        case OP_CDATA: /* not in plans */
             break;
         }
         if (r < 0)
@@ -386,14 +396,152 @@ build_writes(struct reader *rd, struct unit *u)
     return 0;
 }
 
+/* Release the compressed clusters a write list still owns. */
+static void
+free_compressed(struct oplist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        topcow_compressed_free(l->v[i].c);
+        l->v[i].c = NULL;
+    }
+}
+
+/* What the plan says about target range [start, end): which kinds occur. */
+struct kinds {
+    bool data, zero, keep;
+};
+
+static struct kinds
+kinds_in(const struct oplist *plan, size_t *i, uint64_t start, uint64_t end)
+{
+    struct kinds k = { false, false, false };
+    while (*i < plan->n && plan->v[*i].off + plan->v[*i].len <= start)
+        (*i)++;
+    for (size_t j = *i; j < plan->n && plan->v[j].off < end; j++) {
+        k.data |= plan->v[j].kind == OP_DATA;
+        k.zero |= plan->v[j].kind == OP_ZERO;
+        k.keep |= plan->v[j].kind == OP_KEEP;
+    }
+    return k;
+}
+
+/* Complete cluster [start, end) of the unit, whose data runs are read: zero
+ * runs become zeros in the buffer, and runs the top layer leaves to the
+ * backing file (-B) are read through the source's chain, since the cluster
+ * is written whole. */
 static int
-write_unit(struct engine *e, const struct unit *u)
+fill_cluster(struct reader *rd, struct unit *u, size_t i, uint64_t start, uint64_t end)
+{
+    const struct convert_job *job = rd->e->job;
+    for (; i < rd->plan.n && rd->plan.v[i].off < end; i++) {
+        const struct op *o = &rd->plan.v[i];
+        uint64_t a = MAX_U64(o->off, start), b = MIN_U64(o->off + o->len, end);
+        if (a >= b || o->kind == OP_DATA)
+            continue;
+        uint8_t *p = u->buf + (a - u->start);
+        if (o->kind == OP_ZERO) {
+            memset(p, 0, (size_t)(b - a));
+            continue;
+        }
+        const struct convert_source *s = &job->srcs[o->src];
+        uint64_t spos = a - s->start;
+        uint64_t n = spos < s->size ? MIN_U64(b - a, s->size - spos) : 0;
+        int r = n ? topcow_image_pread(s->img, p, (size_t)n, spos) : 0;
+        if (r < 0)
+            return fail(rd->e, r, "reading", a);
+        memset(p + n, 0, (size_t)(b - a - n));
+    }
+    return 0;
+}
+
+/* Compress the clusters [start, end) of the unit into one OP_CDATA. */
+static int
+add_compressed(struct reader *rd, struct unit *u, uint64_t start, uint64_t end)
+{
+    const struct convert_job *job = rd->e->job;
+    if (start == end)
+        return 0;
+    struct topcow_compressed *c;
+    int r = topcow_image_compress(job->dst, u->buf + (start - u->start), (size_t)(end - start),
+                                  start, &c);
+    if (r < 0)
+        return fail(rd->e, r, "compressing", start);
+    if (add_op(&u->writes, start, end - start, OP_CDATA, 0, false) < 0) {
+        topcow_compressed_free(c);
+        return fail(rd->e, -ENOMEM, "planning", start);
+    }
+    u->writes.v[u->writes.n - 1].c = c;
+    return 0;
+}
+
+/* Emit the zero runs of plan ops inside [start, end) (a cluster holding no
+ * data); runs left to the backing file emit nothing. */
+static int
+emit_zero_runs(struct reader *rd, struct unit *u, size_t i, uint64_t start, uint64_t end)
+{
+    const struct convert_job *job = rd->e->job;
+    for (; i < rd->plan.n && rd->plan.v[i].off < end; i++) {
+        const struct op *o = &rd->plan.v[i];
+        uint64_t a = MAX_U64(o->off, start), b = MIN_U64(o->off + o->len, end);
+        if (a < b && o->kind == OP_ZERO && emit(job, u, a, b - a, OP_ZERO) < 0)
+            return fail(rd->e, -ENOMEM, "planning", a);
+    }
+    return 0;
+}
+
+/* The plan (data read) as compressed writes: a cluster holding any data is
+ * compressed whole, unless it reads as zeros (then it is a zero run, as
+ * with uncompressed output; -S 0 compresses those too); what the top layer
+ * leaves to the backing file (-B) in clusters without data is skipped. */
+static int
+build_compressed(struct reader *rd, struct unit *u)
+{
+    const struct convert_job *job = rd->e->job;
+    const uint64_t cs = job->granule, dst_size = topcow_image_size(job->dst);
+    uint64_t run = u->start; /* start of the clusters to compress together */
+    size_t i = 0;
+    int r = 0;
+    u->writes.n = 0;
+    for (uint64_t cst = u->start; cst < u->end && r == 0; cst += cs) {
+        uint64_t cend = MIN_U64(cst + cs, u->end);
+        size_t first = i;
+        struct kinds k = kinds_in(&rd->plan, &i, cst, cend);
+        bool data = k.data || (k.zero && !job->min_sparse);
+        bool zeros = false; /* data that reads as zeros */
+        if (data && (r = fill_cluster(rd, u, first, cst, cend)) < 0)
+            break;
+        if (data && job->min_sparse && buf_is_zero(u->buf + (cst - u->start), cend - cst))
+            data = false, zeros = true;
+        /* A short last cluster is compressed only at the target's end. */
+        if (data && (cend - cst == cs || cend == dst_size))
+            continue; /* joins the run */
+        if ((r = add_compressed(rd, u, run, cst)) < 0)
+            break;
+        run = cend;
+        if (data || zeros) {
+            if (emit(job, u, cst, cend - cst, data ? OP_DATA : OP_ZERO) < 0)
+                r = fail(rd->e, -ENOMEM, "planning", cst);
+        } else {
+            r = emit_zero_runs(rd, u, first, cst, cend);
+        }
+    }
+    if (r == 0)
+        r = add_compressed(rd, u, run, u->end);
+    return r;
+}
+
+static int
+write_unit(struct engine *e, struct unit *u)
 {
     const struct convert_job *job = e->job;
     for (size_t i = 0; i < u->writes.n; i++) {
-        const struct op *o = &u->writes.v[i];
+        struct op *o = &u->writes.v[i];
         int r;
-        if (o->kind == OP_DATA)
+        if (o->kind == OP_CDATA) {
+            r = topcow_image_write_compressed(job->dst, o->c);
+            topcow_compressed_free(o->c);
+            o->c = NULL;
+        } else if (o->kind == OP_DATA)
             r = topcow_image_pwrite(job->dst, u->buf + (o->off - u->start), (size_t)o->len,
                                     o->off, 0);
         else
@@ -419,7 +567,7 @@ claim(struct engine *e)
     u->state = UNIT_FILLING;
     u->seq = e->next_seq++;
     u->start = e->next_start;
-    u->end = MIN_U64(ALIGN_DOWN_POW2(u->start, CONVERT_UNIT) + CONVERT_UNIT, size);
+    u->end = MIN_U64(ALIGN_DOWN_POW2(u->start, e->unit) + e->unit, size);
     set_next_start(e, u->end);
     /* The next slot may have been freed while no reader was waiting. */
     if (e->next_start < size && e->units[e->next_seq % e->nunits].state == UNIT_FREE)
@@ -447,7 +595,7 @@ reader_main(void *arg)
         if (r == 0)
             r = read_unit(rd, u);
         if (r == 0)
-            r = build_writes(rd, u);
+            r = e->job->compress ? build_compressed(rd, u) : build_writes(rd, u);
         pthread_mutex_lock(&e->lock);
         u->state = r < 0 ? UNIT_FREE : UNIT_READY;
         pthread_cond_signal(&e->unit_ready);
@@ -524,7 +672,9 @@ convert_run(const struct convert_job *job, char *msg, size_t msglen)
     const unsigned nreaders = job->workers ? job->workers : 1;
     const unsigned nwriters = job->out_of_order && job->parallel_writes ? nreaders : 1;
     struct engine e = { .job = job, .nunits = nreaders + nwriters, .msg = msg,
-                        .msglen = msglen };
+                        .msglen = msglen, .unit = CONVERT_UNIT };
+    if (job->compress && job->granule > e.unit)
+        e.unit = job->granule;
     pthread_mutex_init(&e.lock, NULL);
     pthread_mutex_init(&e.status_lock, NULL);
     pthread_cond_init(&e.slot_free, NULL);
@@ -536,7 +686,7 @@ convert_run(const struct convert_job *job, char *msg, size_t msglen)
     int r = rds && wts && e.units && e.status ? 0 : -ENOMEM;
     for (unsigned i = 0; i < e.nunits && r == 0; i++)
         /* Page aligned, so O_DIRECT targets (-t none) need no bounce buffers. */
-        if (posix_memalign((void **)&e.units[i].buf, 4096, CONVERT_UNIT) != 0)
+        if (posix_memalign((void **)&e.units[i].buf, 4096, e.unit) != 0)
             r = -ENOMEM;
     /* The threads wait for the lock until all of them are started. */
     unsigned nr = 0, nw = 1; /* writer 0 is this thread */
@@ -565,6 +715,7 @@ convert_run(const struct convert_job *job, char *msg, size_t msglen)
         pthread_join(wts[i], NULL);
     for (unsigned i = 0; e.units && i < e.nunits; i++) {
         free(e.units[i].buf);
+        free_compressed(&e.units[i].writes);
         free(e.units[i].writes.v);
     }
     for (unsigned i = 0; rds && i < nreaders; i++)

@@ -50,6 +50,8 @@ struct convert_job {
     bool zero_init;      /* the target already reads as zeros: zero runs are skipped,
                           * otherwise they are written with write_zeroes */
     bool top_only;       /* copy only what the sources' top layers define (-B) */
+    bool compress;       /* -c: store data as compressed clusters; granule is the
+                          * target's cluster size */
     convert_progress_fn progress;
     void *opaque;
 };

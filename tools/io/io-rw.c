@@ -126,6 +126,13 @@ do_read(struct io_shell *sh, uint8_t *buf, uint64_t off, uint64_t len)
 }
 
 static int
+do_write_compressed(struct io_shell *sh, const uint8_t *buf, uint64_t off, uint64_t len)
+{
+    int r = check_range(sh, off, len);
+    return r < 0 ? r : topcow_image_pwrite_compressed(sh->img, buf, (size_t)len, off);
+}
+
+static int
 do_write(struct io_shell *sh, const uint8_t *buf, uint64_t off, uint64_t len, unsigned flags)
 {
     int r = check_range(sh, off, len);
@@ -380,9 +387,9 @@ io_cmd_write(struct io_shell *sh, const struct io_cmd *self, int argc, char **ar
     }
     if ((bflag || cflag) && (r = check_sector_aligned(off, len)) < 0)
         return r;
-    if (cflag) {
-        error_msg("write -c (compressed write) is not supported yet");
-        return -ENOTSUP;
+    if (cflag && (flags & TOPCOW_WRITE_FUA)) {
+        printf("-f and -b or -c cannot be specified at the same time\n");
+        return -EINVAL;
     }
 
     uint8_t *buf = NULL;
@@ -405,6 +412,8 @@ io_cmd_write(struct io_shell *sh, const struct io_cmd *self, int argc, char **ar
         r = -ENOTSUP;
     else if (zflag)
         r = do_write_zeroes(sh, off, len, flags);
+    else if (cflag)
+        r = do_write_compressed(sh, buf, off, len);
     else
         r = do_write(sh, buf, off, len, flags);
     now(&t2);
