@@ -37,7 +37,10 @@ mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-/* A sector of @value's pattern: the value, the sector index, then noise. */
+/* A sector of @value's pattern: the value, the sector index, then 48 bytes
+ * of noise repeated to the end (so that compressed writes compress: a
+ * pattern stays unique to its value and sector, not random). */
+#define NOISE_WORDS 6
 static void
 fill_sector(uint8_t *p, uint64_t value, uint64_t idx)
 {
@@ -45,8 +48,10 @@ fill_sector(uint8_t *p, uint64_t value, uint64_t idx)
     w[0] = value;
     w[1] = idx;
     uint64_t k = value * 0x9e3779b97f4a7c15ull ^ idx * 0xc2b2ae3d27d4eb4full;
-    for (size_t i = 2; i < H_SECTOR / 8; i++)
+    for (size_t i = 2; i < 2 + NOISE_WORDS; i++)
         w[i] = mix(k + i);
+    for (size_t i = 2 + NOISE_WORDS; i < H_SECTOR / 8; i++)
+        w[i] = w[2 + (i - 2) % NOISE_WORDS];
     memcpy(p, w, H_SECTOR);
 }
 
@@ -139,9 +144,9 @@ h_make_backing(const char *path, const char *fmt, uint64_t size)
 const char *
 h_kind_name(enum h_kind k)
 {
-    static const char *const names[] = {"write", "zero",  "discard", "flush",
-                                        "read",  "close", "open",    "preallocate"};
-    return k <= H_PREALLOC ? names[k] : "?";
+    static const char *const names[] = {"write", "zero",  "discard", "flush",       "read",
+                                        "close", "open",  "preallocate", "compressed write"};
+    return k <= H_CWRITE ? names[k] : "?";
 }
 
 void
@@ -149,10 +154,10 @@ h_print_op(const char *prefix, const struct h_op *op)
 {
     char what[160] = "";
     size_t n = 0;
-    if (op->kind <= H_READ && op->kind != H_FLUSH)
+    if ((op->kind <= H_READ && op->kind != H_FLUSH) || op->kind == H_CWRITE)
         n += (size_t)snprintf(what + n, sizeof what - n, " off=0x%" PRIx64 " len=0x%" PRIx64,
                               op->off, op->len);
-    if (op->kind == H_WRITE)
+    if (op->kind == H_WRITE || op->kind == H_CWRITE)
         n += (size_t)snprintf(what + n, sizeof what - n, " value=#%" PRIu64, op->value);
     if (op->flags & TOPCOW_WRITE_FUA)
         n += (size_t)snprintf(what + n, sizeof what - n, " fua");
@@ -169,6 +174,7 @@ h_op_range(const struct h_guest *g, const struct h_op *op, uint64_t *first, uint
     *first = *count = 0;
     switch (op->kind) {
     case H_WRITE:
+    case H_CWRITE:
     case H_ZERO:
         *first = op->off / H_SECTOR;
         *count = op->len / H_SECTOR;
@@ -198,6 +204,7 @@ h_op_value(const struct h_guest *g, const struct h_op *op, uint64_t idx)
 {
     switch (op->kind) {
     case H_WRITE:
+    case H_CWRITE:
         return op->value;
     case H_DISCARD:
         /* v3: zero clusters; v2 (only without a backing file): unallocated,
@@ -568,8 +575,11 @@ topcow_check(const struct h_verify *v, struct topcow_image *img, bool allow_leak
         return 1;
     }
     if (v->verbose)
-        fprintf(stderr, "%s: topcow check (%s): clean, %" PRIu64 " leaks\n", v->tag, when,
-                res.leaks);
+        fprintf(stderr, "%s: topcow check (%s): clean, %" PRIu64 " leaks, %" PRIu64
+                        " compressed clusters\n",
+                v->tag, when, res.leaks, res.compressed_clusters);
+    if (v->compressed)
+        *v->compressed += res.compressed_clusters;
     return 0;
 }
 
@@ -722,6 +732,9 @@ h_verify_image(const struct h_verify *v)
     if (!img)
         return 1;
     int fail = topcow_check(v, img, !dirty, dirty ? "after the dirty-image repair" : "crashed");
+    struct h_verify later = *v; /* count the compressed clusters once */
+    later.compressed = NULL;
+    v = &later;
     r = topcow_image_close(img);
     if (r < 0) {
         fprintf(stderr, "%s: close after check failed: %s\n", v->tag, topcow_last_error());

@@ -55,8 +55,10 @@ uint64_t h_initial(const struct h_guest *g, uint64_t idx);
  * "raw", or "qcow2" (unallocated where the pattern is zeros). */
 int h_make_backing(const char *path, const char *fmt, uint64_t size);
 
-/* H_OPEN and H_PREALLOC change no guest data; they appear in traces. */
-enum h_kind { H_WRITE, H_ZERO, H_DISCARD, H_FLUSH, H_READ, H_CLOSE, H_OPEN, H_PREALLOC };
+/* H_OPEN and H_PREALLOC change no guest data; they appear in traces.
+ * H_CWRITE is a compressed write of whole clusters (value as H_WRITE). */
+enum h_kind { H_WRITE, H_ZERO, H_DISCARD, H_FLUSH, H_READ, H_CLOSE, H_OPEN, H_PREALLOC,
+              H_CWRITE };
 
 /* One guest operation as issued.  seq_start/seq_end come from a logical
  * clock shared by all threads, taken just before the call and just after it
@@ -64,7 +66,7 @@ enum h_kind { H_WRITE, H_ZERO, H_DISCARD, H_FLUSH, H_READ, H_CLOSE, H_OPEN, H_PR
 struct h_op {
     enum h_kind kind;
     uint64_t off, len;
-    uint64_t value; /* H_WRITE: the pattern id */
+    uint64_t value; /* H_WRITE, H_CWRITE: the pattern id */
     unsigned flags; /* TOPCOW_WRITE_FUA, TOPCOW_ZERO_MAY_UNMAP */
     unsigned thread;
     uint64_t seq_start, seq_end;
@@ -146,6 +148,7 @@ struct h_verify {
     bool post_write; /* then write, flush, reopen and check again */
     uint64_t seed;   /* for the post-crash writes */
     bool verbose;
+    uint64_t *compressed; /* optional: add the crashed image's compressed clusters */
 };
 
 /* The post-crash verification.  Returns 0 when the image is consistent

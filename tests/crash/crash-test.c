@@ -43,6 +43,8 @@ struct config {
     uint64_t backing_size;
     uint64_t l2_cache; /* 0: the default */
     bool writethrough;
+    bool compress;            /* some writes are compressed writes */
+    enum topcow_compression compression_type;
     unsigned nthreads;
     unsigned nops; /* per thread */
     struct io_crash_model model;
@@ -51,6 +53,9 @@ struct config {
 
 static bool verbose;
 static bool keep_dirs;
+/* Compressed clusters found in crashed images, and seeds that wrote some:
+ * the workload must really leave compressed clusters to crash among. */
+static uint64_t compressed_seen, compress_seeds;
 static const char *argv0;
 
 static struct config
@@ -106,6 +111,10 @@ choose_config(uint64_t seed)
         c.model = (struct io_crash_model)IO_CRASH_MODEL_DEFAULT;
         c.model_name = "default";
     }
+    /* Drawn last, so that the choices above stay what they were per seed. */
+    c.compress = h_below(&rng, 100) < 40;
+    if (c.compat == 3 && h_below(&rng, 2))
+        c.compression_type = TOPCOW_COMPRESSION_ZSTD;
     return c;
 }
 
@@ -120,8 +129,12 @@ print_config(FILE *f, uint64_t seed, const struct config *c)
             c->backing_fmt ? c->backing_fmt : "none");
     if (c->backing_fmt)
         fprintf(f, "(%" PRIu64 " bytes)", c->backing_size);
-    fprintf(f, " l2_cache=%" PRIu64 "%s threads=%u ops=%u model=%s\n", c->l2_cache,
-            c->writethrough ? " writethrough" : "", c->nthreads, c->nops, c->model_name);
+    fprintf(f, " l2_cache=%" PRIu64 "%s%s threads=%u ops=%u model=%s\n", c->l2_cache,
+            c->writethrough ? " writethrough" : "",
+            !c->compress                                      ? ""
+            : c->compression_type == TOPCOW_COMPRESSION_ZSTD ? " compress=zstd"
+                                                              : " compress=zlib",
+            c->nthreads, c->nops, c->model_name);
 }
 
 /* ---- the workload --------------------------------------------------------- */
@@ -211,7 +224,8 @@ one_op(struct worker *w, uint8_t **buf, size_t *bufsize)
     uint64_t start = UINT64_MAX;
     if (h_below(&w->rng, 100) < (x < 45 ? 40 : 60))
         for (size_t i = w->nops; i-- > 0;)
-            if (w->ops[i].kind == H_WRITE && h_below(&w->rng, 3) == 0) {
+            if ((w->ops[i].kind == H_WRITE || w->ops[i].kind == H_CWRITE) &&
+                h_below(&w->rng, 3) == 0) {
                 start = w->ops[i].off;
                 break;
             }
@@ -225,7 +239,17 @@ one_op(struct worker *w, uint8_t **buf, size_t *bufsize)
         pick_range(w, lo, hi, start, length_class(w, cs), &off, &len);
         if (h_below(&w->rng, 100) < 10)
             fua = TOPCOW_WRITE_FUA;
-        op = new_op(w, H_WRITE, off, len, fua);
+        if (cfg->compress && h_below(&w->rng, 100) < 40) {
+            /* Whole clusters of the chunk (the disk's end may cut the last). */
+            off = off / cs * cs;
+            len = cs * (1 + h_below(&w->rng, 3));
+            len = len < hi - off ? len : hi - off;
+            if (len % cs && off + len != run->g.size)
+                len = len / cs * cs;
+            op = len ? new_op(w, H_CWRITE, off, len, 0) : new_op(w, H_WRITE, off, H_SECTOR, fua);
+        } else {
+            op = new_op(w, H_WRITE, off, len, fua);
+        }
         if (!op)
             return false;
         op->value = atomic_fetch_add(&run->next_value, 1);
@@ -267,7 +291,7 @@ one_op(struct worker *w, uint8_t **buf, size_t *bufsize)
         if (!*buf)
             return false;
     }
-    if (op->kind == H_WRITE)
+    if (op->kind == H_WRITE || op->kind == H_CWRITE)
         h_fill(*buf, op->value, op->off / H_SECTOR, op->len / H_SECTOR);
 
     op->io_start = io_crash_op_count(run->crash);
@@ -276,6 +300,9 @@ one_op(struct worker *w, uint8_t **buf, size_t *bufsize)
     switch (op->kind) {
     case H_WRITE:
         r = topcow_image_pwrite(run->img, *buf, op->len, op->off, op->flags);
+        break;
+    case H_CWRITE:
+        r = topcow_image_pwrite_compressed(run->img, *buf, op->len, op->off);
         break;
     case H_ZERO:
         r = topcow_image_write_zeroes(run->img, op->off, op->len, op->flags);
@@ -496,7 +523,8 @@ run_once(uint64_t seed, int point, const struct config *cfg, struct io *fresh, c
                          .run_qemu = true,
                          .post_write = true,
                          .seed = seed,
-                         .verbose = verbose};
+                         .verbose = verbose,
+                         .compressed = &compressed_seen};
     fail = h_verify_image(&v);
 
 out:
@@ -554,6 +582,7 @@ make_image(const char *dir, const struct config *cfg, char *path, size_t pathlen
     co.refcount_bits = cfg->refcount_bits;
     co.extended_l2 = cfg->ext_l2;
     co.lazy_refcounts = cfg->lazy;
+    co.compression_type = cfg->compression_type;
     co.backing_file = bname;
     co.backing_format = cfg->backing_fmt;
     int r = topcow_image_create(path, &co);
@@ -584,6 +613,7 @@ static int
 run_seed(const char *tmp, uint64_t seed, uint64_t *points)
 {
     struct config cfg = choose_config(seed);
+    compress_seeds += cfg.compress;
     if (verbose)
         print_config(stderr, seed, &cfg);
     char dir[600], path[640];
@@ -691,7 +721,13 @@ main(int argc, char **argv)
     if (!failed && !keep_dirs)
         rmdir(tmp);
     printf("crash-test: seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64 " crash points in %.1f s "
-           "(%.1f per second), %" PRIu64 " seeds failed\n",
-           start, start + seeds - 1, points, secs, secs > 0 ? (double)points / secs : 0.0, failed);
+           "(%.1f per second), %" PRIu64 " seeds failed; %" PRIu64 " seeds wrote compressed, "
+           "%" PRIu64 " compressed clusters in the crashed images\n",
+           start, start + seeds - 1, points, secs, secs > 0 ? (double)points / secs : 0.0, failed,
+           compress_seeds, compressed_seen);
+    if (compress_seeds >= 10 && compressed_seen == 0) {
+        fprintf(stderr, "crash-test: compressed writes left no compressed cluster behind\n");
+        return 1;
+    }
     return failed ? 1 : 0;
 }

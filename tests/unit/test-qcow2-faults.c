@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* Fault injection over a deterministic qcow2 workload (open, preallocation,
  * allocating writes, copy-on-write, flush, overwrites, zero writes, discards,
- * flush, close).  A clean run counts the io calls of each kind; then, for
+ * compressed writes, partial rewrites of compressed clusters, flush, close).
+ * A clean run counts the io calls of each kind; then, for
  * every N, the Nth read / write / flush / truncate / zero-or-discard fails
  * with EIO, then ENOSPC, then EIO on every call from the Nth on.
  *
@@ -71,7 +72,7 @@ build_steps(const struct fcfg *c, struct h_op *s)
                             .off = (o),                                                            \
                             .len = (l),                                                            \
                             .flags = (f),                                                          \
-                            .value = (k) == H_WRITE ? value++ : 0})
+                            .value = (k) == H_WRITE || (k) == H_CWRITE ? value++ : 0})
     STEP(H_OPEN, 0, 0, 0);
     if (c->prealloc != TOPCOW_PREALLOC_OFF)
         STEP(H_PREALLOC, 0, 0, 0);
@@ -89,7 +90,11 @@ build_steps(const struct fcfg *c, struct h_op *s)
     STEP(H_DISCARD, 5 * cs, 3 * cs, 0);
     STEP(H_FLUSH, 0, 0, 0);
     STEP(H_WRITE, 9 * cs, 2 * cs, 0); /* reuses freed clusters */
-    STEP(H_READ, 0, 12 * cs, 0);
+    STEP(H_CWRITE, 11 * cs, 2 * cs, 0); /* compressed, packed together */
+    STEP(H_CWRITE, 0, cs, 0);           /* compressed over a normal cluster */
+    STEP(H_FLUSH, 0, 0, 0);
+    STEP(H_WRITE, 11 * cs + 512, 1024, 0); /* part of a compressed cluster */
+    STEP(H_READ, 0, 14 * cs, 0);
     STEP(H_CLOSE, 0, 0, 0);
 #undef STEP
     return n;
@@ -102,6 +107,8 @@ step_context(enum h_kind k)
     switch (k) {
     case H_WRITE:
         return "write";
+    case H_CWRITE:
+        return "write compressed";
     case H_ZERO:
         return "write zeroes";
     case H_DISCARD:
@@ -190,7 +197,7 @@ run_case(const struct fcfg *c, const char *tmpl, const char *path, const struct 
     for (size_t i = 0; i < nsteps && !fail; i++) {
         struct h_op *op = &ops[ndone++];
         uint64_t before = io_faulty_injected(faulty);
-        if (op->kind == H_WRITE)
+        if (op->kind == H_WRITE || op->kind == H_CWRITE)
             h_fill(buf, op->value, op->off / H_SECTOR, op->len / H_SECTOR);
         op->seq_start = clock++;
         switch (op->kind) {
@@ -209,6 +216,9 @@ run_case(const struct fcfg *c, const char *tmpl, const char *path, const struct 
             break;
         case H_WRITE:
             r = topcow_image_pwrite(img, buf, op->len, op->off, op->flags);
+            break;
+        case H_CWRITE:
+            r = topcow_image_pwrite_compressed(img, buf, op->len, op->off);
             break;
         case H_ZERO:
             r = topcow_image_write_zeroes(img, op->off, op->len, op->flags);
