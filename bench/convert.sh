@@ -40,43 +40,10 @@ shm=/dev/shm/topcow-bench-prefault.$$
 trap 'rm -rf "$dir" "$shm"' EXIT
 cd "$dir"
 
-# A deterministic byte stream: AES-128-CTR with a fixed key over zeros.
-# $1 = IV (hex), $2 = length in bytes.
-# (The producers die of SIGPIPE when head has enough; that is not an error.)
-stream() {
-    { openssl enc -aes-128-ctr -nosalt -K 746f70636f772d62656e63682d6b6579 -iv "$1" \
-        -in /dev/zero 2>/dev/null || true; } | head -c "$2"
-}
-
-# The layout: regions of 4 KiB multiples (4 KiB .. 16 MiB, so many are not
-# cluster aligned) whose kind and size come from the seeded stream.
-# Kinds: 0-3 random, 4-5 text, 6 written zeros, 7 hole.
-gen_image() {
-    local total=$((SIZE_MIB * 1024 * 1024)) off=0 i=0 size kind r
-    local text="topcow bench: the quick brown fox jumps over the lazy dog 0123456789\n"
-    : >src.raw
-    # Each layout record: 4 bytes; enough for any plausible region count.
-    stream 00000000000000000000000000000001 $((4 * 8192)) | od -An -v -tu4 -w4 >layout
-    while [ "$off" -lt "$total" ] && read -r r; do
-        kind=$((r % 8))
-        size=$(((r / 8 % 4096 + 1) * 4096))
-        [ $((off + size)) -le "$total" ] || size=$((total - off))
-        case $kind in
-        0 | 1 | 2 | 3) stream "$(printf '%032x' $((i + 16)))" "$size" ;;
-        4 | 5) { yes "$(printf "$text")" || true; } | head -c "$size" ;;
-        6) head -c "$size" /dev/zero ;;
-        7) true ;;
-        esac | dd of=src.raw bs=1M seek="$off" oflag=seek_bytes iflag=fullblock \
-            conv=notrunc status=none
-        off=$((off + size))
-        i=$((i + 1))
-    done <layout
-    truncate -s "$total" src.raw
-    echo "generated $i regions"
-}
+. "$here/lib.sh"
 
 echo "== generating a $SIZE_MIB MiB mixed image in $dir"
-gen_image
+gen_image src.raw "$SIZE_MIB" mixed
 qemu-img convert -f raw -O qcow2 src.raw src.qcow2
 du -h --apparent-size src.raw | sed 's/^/   apparent /'
 du -h src.raw src.qcow2 | sed 's/^/   on disk  /'
@@ -124,25 +91,13 @@ bench_dir() {
     sync
 }
 
-# Median over the rounds of the wall time ($2 = wall) or of user + system
-# time ($2 = cpu) of command $1, from hyperfine CSV lines in $3.
-median() {
-    awk -F, -v cmd="$1" -v col="$2" '$1 == cmd { print (col == "cpu") ? $5 + $6 : $4 }' "$3" |
-        sort -g | awk '{ v[NR] = $1 }
-            END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }'
-}
-
 bench_dir raw-to-qcow2 src.raw raw qcow2
 bench_dir qcow2-to-raw src.qcow2 qcow2 raw
 
 echo
 echo "== medians over $RUNS rounds, seconds (ratio = qemu-img / topcow; > 1: topcow is faster)"
 for label in raw-to-qcow2 qcow2-to-raw; do
-    tw=$(median topcow wall "$label.runs") qw=$(median qemu-img wall "$label.runs")
-    tc=$(median topcow cpu "$label.runs") qc=$(median qemu-img cpu "$label.runs")
-    awk -v l="$label" -v tw="$tw" -v qw="$qw" -v tc="$tc" -v qc="$qc" 'BEGIN {
-        printf "%-13s wall: topcow %6.3f  qemu-img %6.3f  ratio %.2fx", l, tw, qw, qw / tw
-        printf "   cpu: topcow %6.3f  qemu-img %6.3f  ratio %.2fx\n", tc, qc, qc / tc }'
+    report "$label"
 done
 echo
 echo "== every round, wall seconds (topcow / qemu-img)"
