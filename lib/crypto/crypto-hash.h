@@ -40,7 +40,7 @@ int crypto_pbkdf2(const char *name, const uint8_t *pass, size_t passlen, const u
                   size_t saltlen, uint32_t iters, uint8_t *out, size_t outlen);
 
 /* How many PBKDF2-HMAC-@name iterations this thread computes per second
- * (CPU time, measured for a few tens of milliseconds).  Returns 0 and sets
+ * (CPU time, measured over 10 to 20 milliseconds).  Returns 0 and sets
  * *@per_sec, or a negative errno with a message. */
 int crypto_pbkdf2_rate(const char *name, uint64_t *per_sec);
 

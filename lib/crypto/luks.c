@@ -493,23 +493,18 @@ luks_slot_matches(const struct luks *l, const struct luks_io *io, int slot, cons
 
 /* ---- iteration counts ----------------------------------------------- */
 
-/* Iterations that take @ms of this machine's time for @outlen output bytes
- * (PBKDF2 runs once per digest-sized block of output), divided by @div,
- * at least LUKS_MIN_ITERS. */
-static int
-iters_for(const char *hash, unsigned ms, size_t outlen, unsigned div, uint32_t *out)
+/* Iterations that take @ms at @rate (PBKDF2 iterations per second for one
+ * digest-sized block; it runs once per block of output, @outlen bytes),
+ * divided by @div, at least LUKS_MIN_ITERS. */
+static uint32_t
+iters_for(const char *hash, uint64_t rate, unsigned ms, size_t outlen, unsigned div)
 {
-    uint64_t rate;
-    int r = crypto_pbkdf2_rate(hash, &rate);
-    if (r < 0)
-        return r;
     uint64_t blocks = DIV_ROUND_UP(outlen, crypto_hash_len(hash));
     uint64_t n;
     if (MUL_OVERFLOW(rate, (uint64_t)ms, &n))
         n = UINT64_MAX;
     n = n / 1000 / blocks / div;
-    *out = (uint32_t)MIN(MAX(n, (uint64_t)LUKS_MIN_ITERS), (uint64_t)INT_MAX);
-    return 0;
+    return (uint32_t)MIN(MAX(n, (uint64_t)LUKS_MIN_ITERS), (uint64_t)INT_MAX);
 }
 
 /* ---- writing slots -------------------------------------------------- */
@@ -555,7 +550,7 @@ check_new_area(const struct luks_header *h, int i, uint64_t off)
  * first, then the descriptor, so a crash leaves the slot inactive. */
 static int
 fill_slot(struct luks_header *h, const uint8_t *mk, const struct luks_io *io, int i,
-          const uint8_t *pass, size_t passlen, unsigned iter_time_ms)
+          const uint8_t *pass, size_t passlen, unsigned iter_time_ms, uint64_t rate)
 {
     struct luks_slot s = h->slots[i];
     s.active = true;
@@ -569,8 +564,10 @@ fill_slot(struct luks_header *h, const uint8_t *mk, const struct luks_io *io, in
     uint8_t *area = calloc(1, alen); /* a padded last sector stays zero, as cryptsetup's */
     if (!area)
         return -ENOMEM;
+    if (rate == 0 && (r = crypto_pbkdf2_rate(h->hash_spec, &rate)) < 0)
+        goto out;
+    s.iters = iters_for(h->hash_spec, rate, iter_time_ms, h->key_bytes, 1);
     if ((r = crypto_random(s.salt, sizeof s.salt)) < 0 ||
-        (r = iters_for(h->hash_spec, iter_time_ms, h->key_bytes, 1, &s.iters)) < 0 ||
         (r = crypto_pbkdf2(h->hash_spec, pass, passlen, s.salt, LUKS_SALT_SIZE, s.iters, key,
                            h->key_bytes)) < 0 ||
         (r = af_split(h->hash_spec, mk, h->key_bytes, s.stripes, area)) < 0 ||
@@ -605,7 +602,7 @@ luks_add_key(struct luks *l, const struct luks_io *io, const uint8_t *pass, size
     RETURN_ERR_IF(h->slots[slot].active, -EEXIST,
                   "luks: refusing to overwrite active key slot %d, erase it first", slot);
     int r = fill_slot(h, l->mk, io, slot, pass, passlen,
-                      iter_time_ms ? iter_time_ms : LUKS_DEFAULT_ITER_TIME_MS);
+                      iter_time_ms ? iter_time_ms : LUKS_DEFAULT_ITER_TIME_MS, 0);
     return r < 0 ? r : slot;
 }
 
@@ -782,15 +779,18 @@ luks_create(const struct luks_create_opts *o, const struct luks_io *io, uint64_t
         return r;
     RETURN_ERR_IF(!o->passphrase && o->passphrase_len, -EINVAL, "luks: no passphrase given");
 
+    uint64_t rate;
+    if ((r = crypto_pbkdf2_rate(h->hash_spec, &rate)) < 0)
+        return r;
+    h->mk_iters = iters_for(h->hash_spec, rate, ms, LUKS_DIGEST_SIZE, 8);
     if ((r = crypto_random(mk, h->key_bytes)) < 0 ||
         (r = crypto_random(h->mk_salt, sizeof h->mk_salt)) < 0 || (r = make_uuid(h->uuid)) < 0 ||
-        (r = iters_for(h->hash_spec, ms, LUKS_DIGEST_SIZE, 8, &h->mk_iters)) < 0 ||
         (r = crypto_pbkdf2(h->hash_spec, mk, h->key_bytes, h->mk_salt, LUKS_SALT_SIZE, h->mk_iters,
                            h->mk_digest, LUKS_DIGEST_SIZE)) < 0)
         goto out;
     /* Slot 0's material and descriptor, then the whole header, which is what
      * makes the volume exist. */
-    if ((r = fill_slot(h, mk, io, 0, o->passphrase, o->passphrase_len, ms)) < 0)
+    if ((r = fill_slot(h, mk, io, 0, o->passphrase, o->passphrase_len, ms, rate)) < 0)
         goto out;
     encode_header(h, hdr);
     if ((r = write_at(io, hdr, sizeof hdr, 0, "header")) < 0)
