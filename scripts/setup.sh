@@ -4,8 +4,8 @@
 set -eu
 
 PKGS="build-essential gcc clang lld meson ninja-build pkg-config
-      zlib1g-dev libzstd-dev libdeflate-dev libssl-dev liburing-dev
-      qemu-utils hyperfine bzip2 xxd strace python3 libclang-rt-14-dev valgrind"
+      zlib1g-dev libzstd-dev libdeflate-dev libssl-dev nettle-dev liburing-dev
+      qemu-utils cryptsetup-bin hyperfine bzip2 xxd strace python3 libclang-rt-14-dev valgrind"
 
 missing=""
 for p in $PKGS; do
