@@ -19,6 +19,7 @@
  *     -ENOSPC        the host storage is full
  *     -EBUSY         the image is locked by another process
  *     -EKEYREJECTED  wrong passphrase (encrypted images)
+ *     -ENOKEY        data of an encrypted image opened without its passphrase
  *     -ENOMEM        out of memory
  *   Other codes (EIO, EACCES, ENOENT, ...) pass through from the system.
  * - Sizes and offsets are size_t / uint64_t, in bytes.
@@ -94,6 +95,13 @@ struct topcow_open_opts {
     const char *backing_format; /* force the backing file's format; NULL: from the image */
     const char *snapshot;       /* open read-only at this internal snapshot (id or
                                  * name, as qemu-img convert -l); NULL: current */
+    /* The passphrase of an encrypted image (qemu's encrypt.key-secret), also
+     * tried on encrypted backing files.  Borrowed for the call; never kept
+     * (the image keeps only the unlocked key).  Without it an encrypted
+     * image opens for metadata work (info, check, snapshots) and its data
+     * I/O fails with -ENOKEY.  A wrong one fails the open: -EKEYREJECTED. */
+    const void *secret;
+    size_t secret_len;
 };
 #define TOPCOW_OPEN_OPTS_INIT { .struct_size = sizeof(struct topcow_open_opts) }
 
@@ -147,6 +155,19 @@ struct topcow_create_opts {
     enum topcow_compression compression_type;
     const char *data_file;      /* external data file, created or truncated */
     bool data_file_raw;
+    /* Encryption (qcow2): encrypt_format "luks", or NULL for none.  The
+     * passphrase goes into key slot 0.  The other strings take qemu-img's
+     * encrypt.* names and values; NULL or 0 selects qemu-img's default
+     * (aes-256, xts, plain64, sha256, sha256, 2000 ms). */
+    const char *encrypt_format;
+    const void *encrypt_secret;
+    size_t encrypt_secret_len;
+    const char *encrypt_cipher_alg;     /* aes-128/192/256, serpent-*, twofish-*, cast5-128 */
+    const char *encrypt_cipher_mode;    /* ecb, cbc, xts, ctr */
+    const char *encrypt_ivgen_alg;      /* plain, plain64, essiv */
+    const char *encrypt_ivgen_hash_alg; /* for essiv */
+    const char *encrypt_hash_alg;       /* PBKDF2 and anti-forensic hash */
+    unsigned encrypt_iter_time_ms;      /* PBKDF2 time per unlock */
 };
 #define TOPCOW_CREATE_OPTS_INIT { .struct_size = sizeof(struct topcow_create_opts) }
 
@@ -287,6 +308,33 @@ struct topcow_info {
 /* Fill *@info (whose struct_size the caller sets).  Returns 0 or -errno. */
 TOPCOW_API int topcow_image_get_info(struct topcow_image *img, struct topcow_info *info);
 
+/* How an image is encrypted (qemu-img info's "encrypt" block). */
+#define TOPCOW_LUKS_SLOTS 8
+struct topcow_encryption {
+    size_t struct_size;        /* set by the caller */
+    const char *format;        /* "luks", "aes" (legacy qcow2 AES), or NULL: none */
+    bool unlocked;             /* the image was opened with its passphrase */
+    /* LUKS only: */
+    char cipher_alg[16];       /* "aes-256" */
+    char cipher_mode[8];       /* "xts" */
+    char ivgen_alg[8];         /* "plain64" */
+    char ivgen_hash_alg[16];   /* "" unless essiv */
+    char hash_alg[16];
+    char uuid[41];
+    uint64_t payload_offset;   /* bytes (the header's length) */
+    uint32_t master_key_iters;
+    struct {
+        bool active;
+        uint32_t iters;
+        uint32_t stripes;
+        uint64_t key_offset;   /* bytes */
+    } slots[TOPCOW_LUKS_SLOTS];
+};
+
+/* Fill *@enc (whose struct_size the caller sets).  Returns 0 or -errno. */
+TOPCOW_API int topcow_image_get_encryption(struct topcow_image *img,
+                                           struct topcow_encryption *enc);
+
 /* The backing image of @img, or NULL.  Borrowed: valid while @img is open. */
 TOPCOW_API struct topcow_image *topcow_image_backing(struct topcow_image *img);
 
@@ -362,9 +410,22 @@ struct topcow_amend_opts {
     unsigned compat;          /* 2 = "0.10", 3 = "1.1" */
     int lazy_refcounts;       /* 0 off, 1 on, -1 unchanged */
     unsigned refcount_bits;   /* 1, 2, 4, ... 64 */
+    /* LUKS key slots (qemu-img amend -o encrypt.*): state 1 "active" puts
+     * new_secret into keyslot (-1: the first free one); state 2 "inactive"
+     * erases keyslot, or (keyslot -1) every slot old_secret opens, and
+     * refuses to erase the last active slot unless @force.  The image must
+     * have been opened with a passphrase that opens it. */
+    int encrypt_state;        /* 0 unchanged, 1 active, 2 inactive */
+    const void *new_secret;
+    size_t new_secret_len;
+    const void *old_secret;
+    size_t old_secret_len;
+    int keyslot;              /* -1: any */
+    unsigned iter_time_ms;    /* 0: 2000 */
+    bool force;
 };
 #define TOPCOW_AMEND_OPTS_INIT                                                                     \
-    { .struct_size = sizeof(struct topcow_amend_opts), .lazy_refcounts = -1 }
+    { .struct_size = sizeof(struct topcow_amend_opts), .lazy_refcounts = -1, .keyslot = -1 }
 
 /* Change qcow2 header options in place (qemu-img amend).  A downgrade to
  * compat 0.10 turns zero clusters into deallocated or zero-filled clusters,

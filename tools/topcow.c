@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "secrets.h"
 #include "util.h"
 
 struct command {
@@ -59,8 +60,11 @@ main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(cmd, commands[i].name))
-            return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(cmd, commands[i].name)) {
+            /* --object and --image-opts work with every command. */
+            int n = secrets_take_args(argc - 1, argv + 1);
+            return n < 0 ? 1 : commands[i].fn(n, argv + 1);
+        }
     error_msg("unknown command '%s' (see 'topcow --help')", cmd);
     return 1;
 }

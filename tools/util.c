@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secrets.h"
 #include "util.h"
 
 const char *prog_name = "topcow";
@@ -213,16 +214,38 @@ parse_bool(const char *s, bool *out)
 }
 
 struct topcow_image *
-open_image(const char *path, const char *format, unsigned flags)
+open_image_path(const char *path, const char *format, unsigned flags, const char *secret_id)
 {
     struct topcow_open_opts o = TOPCOW_OPEN_OPTS_INIT;
     o.format = format;
-    o.flags = flags;
+    o.flags = flags & ~OPEN_NEED_KEY;
+    if (secret_id && !(o.secret = secret_lookup(secret_id, &o.secret_len)))
+        return NULL;
     struct topcow_image *img;
     if (topcow_image_open(&img, path, &o) < 0) {
         error_msg("Could not open '%s': %s", path, topcow_last_error());
         return NULL;
     }
+    struct topcow_encryption enc = { .struct_size = sizeof enc };
+    if ((flags & OPEN_NEED_KEY) && topcow_image_get_encryption(img, &enc) == 0 && enc.format &&
+        !enc.unlocked) {
+        error_msg("Could not open '%s': Parameter 'encrypt.key-secret' is required for cipher",
+                  path);
+        topcow_image_close(img);
+        return NULL;
+    }
+    return img;
+}
+
+struct topcow_image *
+open_image(const char *arg, const char *format, unsigned flags)
+{
+    struct image_spec spec;
+    if (image_spec_parse(arg, &spec) < 0)
+        return NULL;
+    struct topcow_image *img = open_image_path(spec.path, spec.driver ? spec.driver : format,
+                                               flags, spec.key_secret);
+    image_spec_free(&spec);
     return img;
 }
 

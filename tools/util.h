@@ -52,7 +52,14 @@ int parse_bool(const char *s, bool *out);
 
 /* Open an image; on failure print "topcow: Could not open 'PATH': why" and
  * return NULL. */
+/* Tool-only open flag: the command reads or writes guest data, so an
+ * encrypted image needs its passphrase (as qemu-img/qemu-io require). */
+#define OPEN_NEED_KEY (1u << 31)
 struct topcow_image *open_image(const char *path, const char *format, unsigned flags);
+/* The same for a plain path (never an --image-opts string), unlocked with
+ * the --object secret @secret_id when not NULL. */
+struct topcow_image *open_image_path(const char *path, const char *format, unsigned flags,
+                                     const char *secret_id);
 
 /* Progress as qemu-img -p prints it: "    (12.34/100%)" rewritten in place. */
 void progress_print(double percent);

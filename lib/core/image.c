@@ -87,6 +87,8 @@ open_backing(struct topcow_image *img, const struct topcow_open_opts *top_opts)
     if (img->chain_depth == 0 && top_opts->backing_format)
         bo.format = top_opts->backing_format;
     bo.l2_cache_size = top_opts->l2_cache_size;
+    bo.secret = top_opts->secret;
+    bo.secret_len = top_opts->secret_len;
     int r = open_chain(&img->backing, img->full_backing_filename, &bo, img->chain_depth + 1);
     if (r < 0 && r != -ENOMEM && strstr(topcow_last_error(), img->full_backing_filename) == NULL)
         err_set(r, "could not open backing file '%s' of '%s'", img->full_backing_filename,
@@ -146,8 +148,12 @@ open_on_io(struct topcow_image **imgp, struct io *file, const char *name,
         img->snapshot = opts->snapshot;
     }
 
+    img->secret = opts->secret;
+    img->secret_len = opts->secret_len;
     int r = fmt->open(img);
     img->snapshot = NULL;
+    img->secret = NULL;
+    img->secret_len = 0;
     if (r < 0) {
         io_close(file);
         image_free(img);
@@ -331,6 +337,17 @@ topcow_image_flush(struct topcow_image *img)
     if (img->read_only || (img->flags & TOPCOW_OPEN_UNSAFE))
         return 0;
     return img->ops->flush(img);
+}
+
+int
+topcow_image_get_encryption(struct topcow_image *img, struct topcow_encryption *enc)
+{
+    err_begin("info");
+    RETURN_ERR_IF(!img || !enc || enc->struct_size < sizeof *enc, -EINVAL,
+                  "bad encryption info argument");
+    memset(enc, 0, sizeof *enc);
+    enc->struct_size = sizeof *enc;
+    return img->ops->get_encryption ? img->ops->get_encryption(img, enc) : 0;
 }
 
 int

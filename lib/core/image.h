@@ -64,6 +64,8 @@ struct format_ops {
     int (*compress)(struct topcow_image *img, const void *buf, size_t len, uint64_t off,
                     struct topcow_compressed **out);
     int (*write_compressed)(struct topcow_image *img, const struct topcow_compressed *c);
+    /* Encryption details (optional; NULL: never encrypted). */
+    int (*get_encryption)(struct topcow_image *img, struct topcow_encryption *enc);
     /* append only */
 };
 
@@ -96,6 +98,8 @@ struct topcow_image {
     uint64_t l2_cache_size;      /* from the open options */
     const char *snapshot;        /* open at this snapshot (borrowed for the duration of
                                   * open only) */
+    const void *secret;          /* passphrase (borrowed for the duration of open only) */
+    size_t secret_len;
     unsigned chain_depth;        /* 0 for the top image */
     /* Set by the driver's open when the image names a backing file: */
     char *backing_file;          /* as stored */

@@ -16,10 +16,8 @@
 #include "minmax.h"
 #include "qcow2-internal.h"
 
-/* Rewrite the header cluster from *s (and the image's backing names).
- * Needs s->lock. */
-static int
-rewrite_header(struct qcow2_state *s)
+int
+qcow2_header_rewrite(struct qcow2_state *s)
 {
     int r = qcow2_flush_locked(s);
     if (r == 0)
@@ -74,7 +72,7 @@ qcow2_set_backing(struct topcow_image *img, const char *file, const char *format
     img->backing_format = nfmt;
     img->full_backing_filename = nfull;
     int r = s->corrupt ? QERR(s, -EIO, "qcow2: image is marked corrupt; writes are refused")
-                       : rewrite_header(s);
+                       : qcow2_header_rewrite(s);
     if (r < 0) {
         img->backing_file = ofile;
         img->backing_format = ofmt;
@@ -155,6 +153,19 @@ set_lazy_refcounts(struct qcow2_state *s, bool on)
     return 0;
 }
 
+/* Zeros as an encrypted image stores them, at host cluster @host (guest
+ * @guest). */
+static int
+write_encrypted_zeros(struct qcow2_state *s, uint64_t host, uint64_t guest)
+{
+    uint8_t *z = calloc(1, s->cluster_size);
+    if (!z)
+        return err_set(-ENOMEM, "out of memory");
+    int r = qcow2_crypto_pwrite(s, z, s->cluster_size, host, guest);
+    free(z);
+    return r;
+}
+
 /* compat=0.10 has no zero flag: clusters that read as zeros through it
  * become unallocated (nothing shows through) or zero-filled clusters. */
 static int
@@ -185,7 +196,10 @@ expand_zero_clusters(struct qcow2_state *s)
                 ne = host | QCOW_OFLAG_COPIED;
             }
             /* The zeros are written before the entry that maps them. */
-            if (r == 0 && host)
+            if (r == 0 && host && s->h.crypt_method)
+                r = write_encrypted_zeros(s, host, (l1i << (s->cluster_bits + s->l2_bits)) +
+                                                       (i << s->cluster_bits));
+            else if (r == 0 && host)
                 r = io_write_zeroes(s->file, host, cs, 0);
             if (r == 0) {
                 s->deps_unsynced = true;
@@ -226,7 +240,7 @@ downgrade(struct qcow2_state *s)
     s->h.incompatible_features = 0;
     s->h.compatible_features = 0;
     s->h.autoclear_features = 0;
-    r = rewrite_header(s);
+    r = qcow2_header_rewrite(s);
     if (r < 0)
         s->h = old;
     else
@@ -244,7 +258,7 @@ upgrade(struct qcow2_state *s)
     s->h.compatible_features = 0;
     s->h.autoclear_features = 0;
     s->h.compression_type = 0;
-    int r = rewrite_header(s);
+    int r = qcow2_header_rewrite(s);
     if (r < 0)
         s->h = old;
     return r;
@@ -273,5 +287,7 @@ qcow2_amend(struct topcow_image *img, const struct topcow_amend_opts *o)
     if (r == 0 && compat == 2 && s->h.version >= 3)
         r = downgrade(s);
     pthread_mutex_unlock(&s->lock);
+    if (r == 0 && o->encrypt_state)
+        r = qcow2_crypto_amend(s, o);
     return r;
 }

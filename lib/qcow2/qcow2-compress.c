@@ -54,6 +54,8 @@ qcow2_compress(struct topcow_image *img, const void *buf, size_t len, uint64_t o
     RETURN_ERR_IF(s->external_data, -ENOTSUP,
                   "%s: qcow2: compressed clusters cannot go to an external data file",
                   img->filename);
+    RETURN_ERR_IF(s->h.crypt_method, -ENOTSUP,
+                  "%s: qcow2: compressed clusters cannot be encrypted", img->filename);
     RETURN_ERR_IF(off % cs != 0 || (len % cs != 0 && off + len != img->size), -EINVAL,
                   "%s: compressed writes take whole clusters (%" PRIu64 " bytes) at cluster "
                   "boundaries; [%" PRIu64 ", +%zu) is not", img->filename, cs, off, len);

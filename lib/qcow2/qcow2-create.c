@@ -51,6 +51,17 @@ validate_options(const char *path, const struct topcow_create_opts *o, unsigned 
            "%s: Backing file and preallocation can only be used at the same time if "
            "extended_l2 is on", path);
     REFUSE(version != 2 && version != 3, "%s: compat must be 0.10 or 1.1", path);
+    REFUSE(o->encrypt_format && strcmp(o->encrypt_format, "luks") != 0 &&
+               strcmp(o->encrypt_format, "aes") != 0,
+           "%s: Invalid parameter '%s' for encrypt.format", path, o->encrypt_format);
+    RETURN_ERR_IF(o->encrypt_format && !strcmp(o->encrypt_format, "aes"), -ENOTSUP,
+                  "%s: creating images with legacy AES encryption is not supported (it is "
+                  "insecure; use encrypt.format=luks)", path);
+    REFUSE(o->encrypt_format && !o->encrypt_secret,
+           "%s: Parameter 'encrypt.key-secret' is required for cipher", path);
+    RETURN_ERR_IF(o->encrypt_format && o->preallocation != TOPCOW_PREALLOC_OFF, -ENOTSUP,
+                  "%s: preallocation of encrypted images is not supported (the clusters "
+                  "would read as garbage until written)", path);
 #undef REFUSE
     return 0;
 }
@@ -212,6 +223,22 @@ qcow2_create(const char *path, const struct topcow_create_opts *o)
             goto out;
     }
 
+    if (o->encrypt_format) {
+        struct topcow_open_opts oo = TOPCOW_OPEN_OPTS_INIT;
+        oo.format = "qcow2";
+        oo.flags = TOPCOW_OPEN_NO_BACKING;
+        struct topcow_image *img;
+        r = topcow_image_open(&img, path, &oo);
+        err_begin("create");
+        if (r == 0) {
+            r = qcow2_crypto_create(qcow2_state(img), o);
+            int rc = topcow_image_close(img);
+            r = r < 0 ? r : rc;
+        }
+        if (r < 0)
+            goto out;
+    }
+
     if (opts.preallocation != TOPCOW_PREALLOC_OFF) {
         struct topcow_open_opts oo = TOPCOW_OPEN_OPTS_INIT;
         oo.format = "qcow2";
@@ -256,6 +283,9 @@ qcow2_preallocate(struct qcow2_state *s, enum topcow_prealloc mode, uint64_t fro
     uint64_t nclusters = DIV_ROUND_UP(s->h.size, cs);
     int r = 0;
 
+    RETURN_ERR_IF(s->h.crypt_method, -ENOTSUP,
+                  "%s: preallocation of encrypted images is not supported (the clusters "
+                  "would read as garbage until written)", s->img->filename);
     pthread_mutex_lock(&s->lock);
     for (uint64_t c = from >> s->cluster_bits; c < nclusters && r == 0;) {
         uint64_t l1i = c >> s->l2_bits, i = c & (s->l2_entries - 1);

@@ -90,6 +90,27 @@ validate_table(struct qcow2_state *s, const char *what, uint64_t off, uint64_t b
     return 0;
 }
 
+static int add_preserved_ext(struct qcow2_state *s, uint32_t type, const uint8_t *data,
+                             uint32_t len);
+
+int
+qcow2_ext_set(struct qcow2_state *s, uint32_t type, const void *data, uint32_t len)
+{
+    for (unsigned i = 0; i < s->nb_exts; i++) {
+        if (s->exts[i].type != type)
+            continue;
+        uint8_t *d = malloc(len ? len : 1);
+        if (!d)
+            return err_set(-ENOMEM, "out of memory");
+        memcpy(d, data, len);
+        free(s->exts[i].data);
+        s->exts[i].data = d;
+        s->exts[i].len = len;
+        return 0;
+    }
+    return add_preserved_ext(s, type, data, len);
+}
+
 static int
 add_preserved_ext(struct qcow2_state *s, uint32_t type, const uint8_t *data, uint32_t len)
 {

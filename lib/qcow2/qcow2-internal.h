@@ -203,6 +203,12 @@ struct qcow2_state {
     int prealloc_detected;     /* -1 not yet known, 0 no, 1 metadata preallocation */
     uint64_t cpack;            /* next free byte of the host cluster compressed streams
                                 * are packed into; 0: none (qcow2-compress.c) */
+
+    /* Encryption (qcow2-crypto.c); all NULL/0 for plain images. */
+    uint64_t crypto_off, crypto_len;   /* the LUKS header area */
+    struct luks_header *luks_hdr;      /* as read at open (info without a key) */
+    struct luks *luks;                 /* unlocked volume, or NULL */
+    struct sector_cipher *cipher;      /* data cipher, or NULL without the key */
 };
 
 /* ---- qcow2-header.c ------------------------------------------------------ */
@@ -210,6 +216,9 @@ struct qcow2_state {
 /* Decode and validate the header and extensions from cluster 0 (@buf of
  * @len bytes) into s (h, exts, features, backing and data-file names).  */
 int qcow2_header_parse(struct qcow2_state *s, const uint8_t *buf, size_t len, uint64_t file_size);
+/* Set (or add) header extension @type, kept in s->exts for the next
+ * header encoding. */
+int qcow2_ext_set(struct qcow2_state *s, uint32_t type, const void *data, uint32_t len);
 /* Encode the whole of cluster 0 (header, extensions, backing name) into
  * @buf (cluster_size bytes).  -EINVAL if it does not fit. */
 int qcow2_header_encode(struct qcow2_state *s, uint8_t *buf);
@@ -369,6 +378,34 @@ int qcow2_write_compressed(struct topcow_image *img, const struct topcow_compres
 int qcow2_decompress(struct qcow2_state *s, const uint8_t *in, size_t inlen, uint8_t *out,
                      size_t outlen);
 
+/* ---- qcow2-crypto.c ------------------------------------------------------- */
+
+struct iovec;
+struct luks_header;
+struct luks;
+struct sector_cipher;
+
+/* Read the encryption header (LUKS) and, given the passphrase, unlock the
+ * data cipher.  A plain image: nothing to do. */
+int qcow2_crypto_open(struct qcow2_state *s, const void *secret, size_t secret_len);
+void qcow2_crypto_close(struct qcow2_state *s);
+/* 0 when guest data may be written: not encrypted, or unlocked LUKS. */
+int qcow2_crypto_check_write(struct qcow2_state *s);
+/* Transfer guest data of an encrypted image at host byte @host (guest byte
+ * @guest): any alignment; an unaligned write reads and merges the sectors it
+ * cuts, so the caller must hold those guest clusters exclusive. */
+int qcow2_crypto_pread(struct qcow2_state *s, uint8_t *buf, size_t len, uint64_t host,
+                       uint64_t guest);
+int qcow2_crypto_pwrite(struct qcow2_state *s, const uint8_t *buf, size_t len, uint64_t host,
+                        uint64_t guest);
+int qcow2_crypto_pwritev(struct qcow2_state *s, const struct iovec *iov, int cnt, uint64_t host,
+                         uint64_t guest);
+/* Make a new (open, empty) image LUKS-encrypted as @o says. */
+int qcow2_crypto_create(struct qcow2_state *s, const struct topcow_create_opts *o);
+/* Key slot changes of amend (no-op unless o->encrypt_state). */
+int qcow2_crypto_amend(struct qcow2_state *s, const struct topcow_amend_opts *o);
+int qcow2_get_encryption(struct topcow_image *img, struct topcow_encryption *enc);
+
 /* ---- qcow2-snapshot.c ------------------------------------------------------ */
 
 int qcow2_snapshot_table_read(struct qcow2_state *s);
@@ -418,6 +455,9 @@ int qcow2_resize(struct topcow_image *img, uint64_t size, unsigned flags,
 int qcow2_make_empty(struct topcow_image *img);
 int qcow2_set_backing(struct topcow_image *img, const char *file, const char *format);
 int qcow2_amend(struct topcow_image *img, const struct topcow_amend_opts *opts);
+/* Rewrite the header cluster from *s (and the image's backing names),
+ * durably, after flushing everything else.  Needs s->lock. */
+int qcow2_header_rewrite(struct qcow2_state *s);
 
 /* ---- helpers --------------------------------------------------------------- */
 

@@ -37,6 +37,8 @@ qcow2_read_cluster_part(struct qcow2_state *s, const struct qcow2_extent *ext, u
 {
     switch (ext->type) {
     case QCOW2_NORMAL:
+        if (s->h.crypt_method)
+            return qcow2_crypto_pread(s, buf, len, ext->host, guest_off);
         return io_pread(s->data_file, buf, len, ext->host);
     case QCOW2_ZERO_PLAIN:
     case QCOW2_ZERO_ALLOC:

@@ -167,9 +167,11 @@ cmp_seg(const void *a, const void *b)
     return x->host < y->host ? -1 : x->host > y->host;
 }
 
-/* Write segments, merging host-contiguous neighbours into one pwritev. */
+/* Write segments, merging host-contiguous neighbours into one pwritev.  The
+ * run's host bytes from @host_base hold guest bytes from @run_guest. */
 static int
-write_segments(struct qcow2_state *s, struct seg *segs, size_t n)
+write_segments(struct qcow2_state *s, struct seg *segs, size_t n, uint64_t host_base,
+               uint64_t run_guest)
 {
     qsort(segs, n, sizeof *segs, cmp_seg);
     struct iovec iov[64];
@@ -184,7 +186,8 @@ write_segments(struct qcow2_state *s, struct seg *segs, size_t n)
             cnt++;
             i++;
         }
-        int r = io_pwritev(s->data_file, iov, cnt, start);
+        int r = s->h.crypt_method ? qcow2_crypto_pwritev(s, iov, cnt, start, run_guest + (start - host_base))
+                                  : io_pwritev(s->data_file, iov, cnt, start);
         if (r < 0)
             return r;
     }
@@ -275,15 +278,15 @@ write_run(struct qcow2_state *s, const uint8_t *buf, uint64_t off, uint64_t len,
                 break;
             }
             r = read_old(s, &plans[k], g, pc->rel, pc->len, pc->buf, &decompressed);
-            /* A fresh cluster already reads as zeros. */
-            if (r == 0 && !(fresh && is_zero(pc->buf, pc->len)))
+            /* A fresh cluster already reads as zeros (not through a cipher). */
+            if (r == 0 && !(fresh && !s->h.crypt_method && is_zero(pc->buf, pc->len)))
                 segs[nsegs++] = (struct seg){ host_base + k * cs + pc->rel, pc->len, pc->buf };
         }
         free(decompressed);
     }
     if (r == 0) {
         segs[nsegs++] = (struct seg){ host_base + (off - run_guest), data_end - off, buf };
-        r = write_segments(s, segs, nsegs);
+        r = write_segments(s, segs, nsegs, host_base, run_guest);
     }
     pthread_mutex_lock(&s->lock);
     free(segs);
@@ -322,6 +325,9 @@ int
 qcow2_write_locked(struct qcow2_state *s, const uint8_t *buf, uint64_t len, uint64_t off)
 {
     uint64_t pos = 0;
+    int cr = qcow2_crypto_check_write(s);
+    if (cr < 0)
+        return cr;
     while (pos < len) {
         struct qcow2_extent e;
         int r = qcow2_map(s, off + pos, len - pos, &e);
@@ -329,7 +335,8 @@ qcow2_write_locked(struct qcow2_state *s, const uint8_t *buf, uint64_t len, uint
             return r;
         if (e.type == QCOW2_NORMAL && e.copied) {
             pthread_mutex_unlock(&s->lock);
-            r = io_pwrite(s->data_file, buf + pos, e.len, e.host);
+            r = s->h.crypt_method ? qcow2_crypto_pwrite(s, buf + pos, e.len, e.host, off + pos)
+                                  : io_pwrite(s->data_file, buf + pos, e.len, e.host);
             pthread_mutex_lock(&s->lock);
             if (r < 0)
                 return r;
@@ -364,8 +371,14 @@ qcow2_pwrite(struct topcow_image *img, const void *buf, size_t len, uint64_t off
                              "'check -r all' repairs it");
     }
     range_lock_acquire(&s->ranges, &req, c0, c1, false);
+    if ((r = qcow2_crypto_check_write(s)) < 0) {
+        range_lock_release(&s->ranges, &req);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+    }
     unsigned n = 0;
-    bool inplace = true;
+    /* Encrypted writes that cut sectors read them first: not in place. */
+    bool inplace = !s->h.crypt_method || ((off | len) & 511) == 0;
     for (uint64_t pos = 0; pos < len && inplace; n++) {
         if (n == INPLACE_MAX || qcow2_map(s, off + pos, len - pos, &ext[n]) < 0 ||
             ext[n].type != QCOW2_NORMAL || !ext[n].copied) {
@@ -377,9 +390,12 @@ qcow2_pwrite(struct topcow_image *img, const void *buf, size_t len, uint64_t off
     if (inplace) {
         pthread_mutex_unlock(&s->lock);
         const uint8_t *p = buf;
+        uint64_t g = off;
         for (unsigned i = 0; i < n && r == 0; i++) {
-            r = io_pwrite(s->data_file, p, ext[i].len, ext[i].host);
+            r = s->h.crypt_method ? qcow2_crypto_pwrite(s, p, ext[i].len, ext[i].host, g)
+                                  : io_pwrite(s->data_file, p, ext[i].len, ext[i].host);
             p += ext[i].len;
+            g += ext[i].len;
         }
         pthread_mutex_lock(&s->lock);
         range_lock_release(&s->ranges, &req);

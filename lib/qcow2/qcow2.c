@@ -26,6 +26,7 @@ free_state(struct qcow2_state *s)
 {
     if (!s)
         return;
+    qcow2_crypto_close(s);
     qcow2_cache_free(s->l2_cache);
     qcow2_cache_free(s->rb_cache);
     qcow2_snapshot_table_free(s);
@@ -175,11 +176,9 @@ qcow2_open(struct topcow_image *img)
     free(buf);
     buf = NULL;
 
-    if (s->h.crypt_method) {
-        r = QERR(s, -ENOTSUP, "qcow2: encrypted images (%s) are not supported yet",
-                 s->h.crypt_method == 1 ? "aes" : "luks");
+    r = qcow2_crypto_open(s, img->secret, img->secret_len);
+    if (r < 0)
         goto fail;
-    }
     if ((s->h.incompatible_features & QCOW2_INCOMPAT_CORRUPT)) {
         if (!s->read_only && !(img->flags & TOPCOW_OPEN_ALLOW_CORRUPT)) {
             r = QERR(s, -EACCES, "qcow2: image is corrupt; cannot be opened read/write "
@@ -363,7 +362,7 @@ qcow2_block_status(struct topcow_image *img, uint64_t off, uint64_t len, struct 
     }
     bool ask_file = r == 0 && (ext->flags & TOPCOW_EXTENT_OFFSET_VALID) &&
                     !(ext->flags & TOPCOW_EXTENT_ZERO) &&
-                    !s->external_data && detect_prealloc(s);
+                    !s->external_data && !s->h.crypt_method && detect_prealloc(s);
     pthread_mutex_unlock(&s->lock);
     if (ask_file) {
         /* A hole in the file under mapped clusters reads as zeros. */
@@ -376,6 +375,9 @@ qcow2_block_status(struct topcow_image *img, uint64_t off, uint64_t len, struct 
                 ext->flags |= TOPCOW_EXTENT_ZERO;
         }
     }
+    /* Encrypted data is not readable at its host offset. */
+    if (s->h.crypt_method && (ext->flags & TOPCOW_EXTENT_DATA))
+        ext->flags &= ~TOPCOW_EXTENT_OFFSET_VALID;
     if (ext->flags & TOPCOW_EXTENT_OFFSET_VALID)
         ext->file = s->data_file->name;
     return r;
@@ -427,6 +429,7 @@ const struct format_ops qcow2_format = {
     .make_empty = qcow2_make_empty,
     .resize = qcow2_resize,
     .amend = qcow2_amend,
+    .get_encryption = qcow2_get_encryption,
     .compress = qcow2_compress,
     .write_compressed = qcow2_write_compressed,
 };

@@ -8,9 +8,11 @@
  * with qemu-img's message. */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "secrets.h"
 #include "util.h"
 
 static void
@@ -45,7 +47,7 @@ cmd_amend(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL, *cache = NULL;
-    bool progress = false;
+    bool progress = false, force = false;
     struct optlist ol = { 0 };
     bool have_opts = false;
     int c;
@@ -61,8 +63,8 @@ cmd_amend(int argc, char **argv)
                 return 1;
             have_opts = true;
             break;
-        case OPT_OBJECT:
-        case OPT_FORCE: break;
+        case OPT_OBJECT: break; /* taken out of argv before (secrets.c) */
+        case OPT_FORCE: force = true; break;
         default: return 1;
         }
     }
@@ -111,6 +113,38 @@ cmd_amend(int argc, char **argv)
     const char *bfmt = optlist_get(&ol, "backing_fmt");
     if ((v = optlist_get(&ol, "data_file")) || (v = optlist_get(&ol, "data_file_raw")))
         die("Changing the external data file is not supported");
+    /* LUKS key slots. */
+    if ((v = optlist_get(&ol, "encrypt.state"))) {
+        if (!strcmp(v, "active"))
+            ao.encrypt_state = 1;
+        else if (!strcmp(v, "inactive"))
+            ao.encrypt_state = 2;
+        else
+            die("Parameter 'encrypt.state' does not accept value '%s'", v);
+    }
+    if ((v = optlist_get(&ol, "encrypt.new-secret")) &&
+        !(ao.new_secret = secret_lookup(v, &ao.new_secret_len)))
+        return 1;
+    if ((v = optlist_get(&ol, "encrypt.old-secret")) &&
+        !(ao.old_secret = secret_lookup(v, &ao.old_secret_len)))
+        return 1;
+    if ((v = optlist_get(&ol, "encrypt.keyslot"))) {
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end || !*v || n < 0 || n > 7)
+            die("Invalid keyslot %s", v);
+        ao.keyslot = (int)n;
+    }
+    if ((v = optlist_get(&ol, "encrypt.iter-time"))) {
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        if (*end || !*v || n == 0 || n > 3600000)
+            die("Parameter 'encrypt.iter-time' expects a number of milliseconds");
+        ao.iter_time_ms = (unsigned)n;
+    }
+    ao.force = force;
+    if (!ao.encrypt_state && (ao.new_secret || ao.old_secret || ao.keyslot >= 0))
+        die("encrypt.state must be given with the other encrypt.* options");
     const char *bad = optlist_unused(&ol);
     if (bad)
         die("Invalid parameter '%s'", bad);

@@ -386,7 +386,7 @@ cmd_compare(int argc, char **argv)
     for (int k = 0; k < 2; k++) {
         struct image *im = &cmp.im[k];
         im->name = argv[optind + k];
-        im->img = open_image(im->name, fmt[k], flags | cache);
+        im->img = open_image(im->name, fmt[k], flags | cache | OPEN_NEED_KEY);
         if (!im->img)
             goto out;
         im->real = topcow_image_size(im->img);

@@ -423,7 +423,7 @@ cmd_convert(int argc, char **argv)
     for (size_t i = 0; i < nsrcs; i++) {
         struct convert_source *s = &srcs[i];
         s->name = argv[first + (int)i];
-        s->img = open_image(s->name, o.src_fmt, sflags);
+        s->img = open_image(s->name, o.src_fmt, sflags | OPEN_NEED_KEY);
         if (!s->img)
             goto out;
         s->size = topcow_image_size(s->img);
@@ -442,7 +442,9 @@ cmd_convert(int argc, char **argv)
     if (!o.no_create && create_target(&o, out, total) < 0)
         goto out;
     created = !o.no_create;
-    dst = open_image(out, o.out_fmt, o.dst_flags);
+    /* The output is a path (never --image-opts), unlocked with the secret
+     * its creation options named. */
+    dst = open_image_path(out, o.out_fmt, o.dst_flags, optlist_get(&o.ol, "encrypt.key-secret"));
     if (!dst)
         goto out;
     if (o.no_create && topcow_image_size(dst) < total) {

@@ -181,7 +181,7 @@ cmd_dd(int argc, char **argv)
         return 1;
     }
 
-    struct topcow_image *in = open_image(a.in, fmt, in_flags), *out = NULL;
+    struct topcow_image *in = open_image(a.in, fmt, in_flags | OPEN_NEED_KEY), *out = NULL;
     if (!in)
         return 1;
     int ret = 1;

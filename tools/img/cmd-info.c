@@ -25,9 +25,46 @@ help(void)
            "  -U, --force-share  open without taking the image lock\n");
 }
 
+/* The "encrypt" member of the qcow2 data (QCryptoBlockInfo), or NULL. */
+static struct json *
+encrypt_info(struct topcow_image *img)
+{
+    struct topcow_encryption e = { .struct_size = sizeof e };
+    if (topcow_image_get_encryption(img, &e) < 0 || !e.format)
+        return NULL;
+    struct json *d = json_new_object();
+    if (strcmp(e.format, "luks")) {
+        json_set_string(d, "format", e.format);
+        return d;
+    }
+    json_set_string(d, "ivgen-alg", e.ivgen_alg);
+    if (e.ivgen_hash_alg[0])
+        json_set_string(d, "ivgen-hash-alg", e.ivgen_hash_alg);
+    json_set_string(d, "hash-alg", e.hash_alg);
+    json_set_string(d, "cipher-alg", e.cipher_alg);
+    json_set_string(d, "uuid", e.uuid);
+    json_set_string(d, "format", "luks");
+    json_set_string(d, "cipher-mode", e.cipher_mode);
+    struct json *slots = json_new_array();
+    for (unsigned i = 0; i < TOPCOW_LUKS_SLOTS; i++) {
+        struct json *s = json_new_object();
+        json_set_bool(s, "active", e.slots[i].active);
+        if (e.slots[i].active)
+            json_set_uint(s, "iters", e.slots[i].iters);
+        json_set_uint(s, "key-offset", e.slots[i].key_offset);
+        if (e.slots[i].active)
+            json_set_uint(s, "stripes", e.slots[i].stripes);
+        json_append(slots, s);
+    }
+    json_set(d, "slots", slots);
+    json_set_uint(d, "payload-offset", e.payload_offset);
+    json_set_uint(d, "master-key-iters", e.master_key_iters);
+    return d;
+}
+
 /* The qcow2 "format-specific" data, members in QEMU's schema order. */
 static struct json *
-qcow2_specific(const struct topcow_info *info)
+qcow2_specific(struct topcow_image *img, const struct topcow_info *info)
 {
     struct json *d = json_new_object();
     bool v3 = info->compat >= 3;
@@ -44,6 +81,9 @@ qcow2_specific(const struct topcow_info *info)
     json_set_uint(d, "refcount-bits", info->refcount_bits);
     json_set_string(d, "compression-type",
                     info->compression_type == TOPCOW_COMPRESSION_ZSTD ? "zstd" : "zlib");
+    struct json *enc = encrypt_info(img);
+    if (enc)
+        json_set(d, "encrypt", enc);
     return d;
 }
 
@@ -74,7 +114,7 @@ image_info(struct topcow_image *img, const struct topcow_info *info)
     if (!strcmp(info->format, "qcow2")) {
         struct json *fs = json_new_object();
         json_set_string(fs, "type", "qcow2");
-        json_set(fs, "data", qcow2_specific(info));
+        json_set(fs, "data", qcow2_specific(img, info));
         json_set(o, "format-specific", fs);
     }
     return o;
@@ -90,10 +130,10 @@ print_human(struct topcow_image *img, const struct topcow_info *info)
     printf("virtual size: %s (%llu bytes)\n", buf, (unsigned long long)info->virtual_size);
     size_to_str(info->actual_size, buf, sizeof buf);
     printf("disk size: %s\n", buf);
-    if (info->cluster_size)
-        printf("cluster_size: %u\n", info->cluster_size);
     if (info->encrypted)
         printf("encrypted: yes\n");
+    if (info->cluster_size)
+        printf("cluster_size: %u\n", info->cluster_size);
     if (info->dirty)
         printf("cleanly shut down: no\n");
     if (info->backing_file) {
@@ -110,7 +150,7 @@ print_human(struct topcow_image *img, const struct topcow_info *info)
         snapshot_table_print(stdout, img);
     }
     if (!strcmp(info->format, "qcow2")) {
-        struct json *d = qcow2_specific(info);
+        struct json *d = qcow2_specific(img, info);
         printf("Format specific information:\n");
         json_print_human(stdout, d, 1);
         json_free(d);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "create-opts.h"
+#include "secrets.h"
 
 static int
 parse_prealloc(const char *v, enum topcow_prealloc *p, bool raw)
@@ -74,6 +75,26 @@ parse_qcow2(struct optlist *ol, const char *path, struct create_spec *spec)
     }
     if ((v = optlist_get(ol, "data_file")))
         o->data_file = v;
+    o->encrypt_format = optlist_get(ol, "encrypt.format");
+    bool legacy = false;
+    bool_opt(ol, path, "encryption", &legacy);
+    if (legacy && !o->encrypt_format)
+        o->encrypt_format = "aes";
+    if ((spec->key_secret = optlist_get(ol, "encrypt.key-secret")) &&
+        !(o->encrypt_secret = secret_lookup(spec->key_secret, &o->encrypt_secret_len)))
+        exit(1);
+    o->encrypt_cipher_alg = optlist_get(ol, "encrypt.cipher-alg");
+    o->encrypt_cipher_mode = optlist_get(ol, "encrypt.cipher-mode");
+    o->encrypt_ivgen_alg = optlist_get(ol, "encrypt.ivgen-alg");
+    o->encrypt_ivgen_hash_alg = optlist_get(ol, "encrypt.ivgen-hash-alg");
+    o->encrypt_hash_alg = optlist_get(ol, "encrypt.hash-alg");
+    if ((v = spec->iter_time = optlist_get(ol, "encrypt.iter-time"))) {
+        char *end;
+        unsigned long n = strtoul(v, &end, 10);
+        if (*end || !*v || n == 0 || n > 3600000)
+            die("%s: Parameter 'encrypt.iter-time' expects a number of milliseconds", path);
+        o->encrypt_iter_time_ms = (unsigned)n;
+    }
 }
 
 void
@@ -106,8 +127,22 @@ create_opts_print(const char *path, const struct create_spec *spec)
         if (spec->prealloc)
             printf(" preallocation=%s", spec->prealloc);
     } else {
-        printf("Formatting '%s', fmt=qcow2 cluster_size=%u extended_l2=%s", path,
-               o->cluster_size ? o->cluster_size : 65536, o->extended_l2 ? "on" : "off");
+        printf("Formatting '%s', fmt=qcow2", path);
+        const char *enc[][2] = {
+            { "format", o->encrypt_format },
+            { "key-secret", spec->key_secret },
+            { "cipher-alg", o->encrypt_cipher_alg },
+            { "cipher-mode", o->encrypt_cipher_mode },
+            { "ivgen-alg", o->encrypt_ivgen_alg },
+            { "ivgen-hash-alg", o->encrypt_ivgen_hash_alg },
+            { "hash-alg", o->encrypt_hash_alg },
+            { "iter-time", spec->iter_time },
+        };
+        for (size_t i = 0; i < sizeof enc / sizeof enc[0]; i++)
+            if (enc[i][1])
+                printf(" encrypt.%s=%s", enc[i][0], enc[i][1]);
+        printf(" cluster_size=%u extended_l2=%s", o->cluster_size ? o->cluster_size : 65536,
+               o->extended_l2 ? "on" : "off");
         if (spec->prealloc)
             printf(" preallocation=%s", spec->prealloc);
         printf(" compression_type=%s", o->compression_type ? "zstd" : "zlib");

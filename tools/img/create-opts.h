@@ -19,12 +19,15 @@ struct create_spec {
     const char *prealloc;           /* preallocation value as given, or NULL */
     bool compat_given;
     bool data_file_raw_given;
+    const char *key_secret;         /* encrypt.key-secret: the --object secret's id */
+    const char *iter_time;          /* encrypt.iter-time as given */
 };
 
 /* Parse the format options of @ol into spec->opts for an image at @path:
  * preallocation, and for qcow2 compat (or version), cluster_size,
- * refcount_bits, lazy_refcounts, extended_l2, data_file, data_file_raw and
- * compression_type.  The caller takes size, backing_file and backing_fmt
+ * refcount_bits, lazy_refcounts, extended_l2, data_file, data_file_raw,
+ * compression_type and encrypt.* (the secret is looked up among the
+ * --object secrets).  The caller takes size, backing_file and backing_fmt
  * from @ol first if it honours them.  Any option nobody asked for is an
  * error.  On a bad value prints qemu-img's message and exits with status 1. */
 void create_opts_parse(struct optlist *ol, const char *path, struct create_spec *spec);

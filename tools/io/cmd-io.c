@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "io-cmds.h"
+#include "secrets.h"
 #include "util.h"
 
 #define CACHE_FLAGS (TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_UNSAFE | TOPCOW_OPEN_WRITETHROUGH)
@@ -58,14 +59,22 @@ io_shell_open(struct io_shell *sh, const char *path, const struct io_open_req *r
                   path);
         return -EINVAL;
     }
+    struct image_spec spec;
+    if (image_spec_parse(path, &spec) < 0)
+        return -EINVAL;
     struct topcow_open_opts o = TOPCOW_OPEN_OPTS_INIT;
-    o.format = req->format;
+    o.format = spec.driver ? spec.driver : req->format;
     o.flags = req->flags;
     o.snapshot = req->snapshot;
     if (req->snapshot)
         o.flags |= TOPCOW_OPEN_RDONLY;
+    if (spec.key_secret && !(o.secret = secret_lookup(spec.key_secret, &o.secret_len))) {
+        image_spec_free(&spec);
+        return -EINVAL;
+    }
     struct topcow_image *img;
-    int r = topcow_image_open(&img, path, &o);
+    int r = topcow_image_open(&img, spec.path, &o);
+    image_spec_free(&spec);
     if (r < 0) {
         const char *why = topcow_last_error();
         if (!strncmp(why, "open: ", 6))
@@ -74,12 +83,23 @@ io_shell_open(struct io_shell *sh, const char *path, const struct io_open_req *r
         return r;
     }
     char *p = strdup(path);
+    /* Reopening (open/reopen commands) goes through the same string. */
     char *f = req->format ? strdup(req->format) : NULL;
     if (!p || (req->format && !f)) {
         free(p);
         topcow_image_close(img);
         error_msg("out of memory");
         return -ENOMEM;
+    }
+    struct topcow_encryption enc = { .struct_size = sizeof enc };
+    if (topcow_image_get_encryption(img, &enc) == 0 && enc.format && !enc.unlocked) {
+        /* qemu-io's refusal: the data cannot be read without the key. */
+        error_msg("can't open device %s: Parameter 'encrypt.key-secret' is required for cipher",
+                  path);
+        free(p);
+        free(f);
+        topcow_image_close(img);
+        return -ENOKEY;
     }
     sh->img = img;
     sh->path = p;
