@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "secrets.h"
@@ -213,6 +214,48 @@ secret_lookup(const char *id, size_t *len)
         }
     error_msg("No secret with id '%s'", id);
     return NULL;
+}
+
+char *
+secret_prompt(const char *path, size_t *len)
+{
+    if (!isatty(STDIN_FILENO))
+        return NULL;
+    struct termios old, quiet;
+    bool restore = tcgetattr(STDIN_FILENO, &old) == 0;
+    if (restore) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    }
+    fprintf(stderr, "Passphrase for '%s': ", path);
+    fflush(stderr);
+    char *buf = calloc(1, 1024);
+    size_t n = 0;
+    while (buf && n + 1 < 1024) {
+        char c;
+        ssize_t k = read(STDIN_FILENO, &c, 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0 || c == '\n')
+            break;
+        buf[n++] = c;
+    }
+    if (restore)
+        tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    fprintf(stderr, "\n");
+    if (!buf || n == 0) {
+        secret_free(buf, 1024);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+void
+secret_free(char *s, size_t len)
+{
+    wipe_free(s, len);
 }
 
 bool

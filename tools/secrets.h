@@ -36,6 +36,12 @@ struct image_spec {
 int image_spec_parse(const char *arg, struct image_spec *spec);
 void image_spec_free(struct image_spec *spec);
 
+/* Ask for the passphrase of @path on the terminal (echo off).  Returns a
+ * malloc'd NUL-terminated string (wipe and free it with secret_free), or
+ * NULL when standard input is not a terminal or nothing was typed. */
+char *secret_prompt(const char *path, size_t *len);
+void secret_free(char *s, size_t len);
+
 /* Forget and wipe every secret. */
 void secrets_clear(void);
 

@@ -228,7 +228,24 @@ open_image_path(const char *path, const char *format, unsigned flags, const char
     }
     struct topcow_encryption enc = { .struct_size = sizeof enc };
     if ((flags & OPEN_NEED_KEY) && topcow_image_get_encryption(img, &enc) == 0 && enc.format &&
-        !enc.unlocked) {
+        !enc.unlocked && !secret_id) {
+        /* On a terminal, ask. */
+        size_t plen;
+        char *pw = secret_prompt(path, &plen);
+        if (pw) {
+            topcow_image_close(img);
+            o.secret = pw;
+            o.secret_len = plen;
+            int r = topcow_image_open(&img, path, &o);
+            secret_free(pw, 1024);
+            if (r < 0) {
+                error_msg("Could not open '%s': %s", path, topcow_last_error());
+                return NULL;
+            }
+            return img;
+        }
+    }
+    if ((flags & OPEN_NEED_KEY) && enc.format && !enc.unlocked) {
         error_msg("Could not open '%s': Parameter 'encrypt.key-secret' is required for cipher",
                   path);
         topcow_image_close(img);

@@ -473,9 +473,16 @@ h_have_qemu_img(void)
     return system("qemu-img --version >/dev/null 2>&1") == 0;
 }
 
+const char *h_secret;
+
 int
 h_qemu_check(const char *path, char *out, size_t outlen)
 {
+    char obj[256], spec[1200];
+    if (h_secret) {
+        snprintf(obj, sizeof obj, "secret,id=hsec,data=%s", h_secret);
+        snprintf(spec, sizeof spec, "driver=qcow2,file.filename=%s,encrypt.key-secret=hsec", path);
+    }
     int pfd[2];
     if (pipe(pfd) < 0)
         return -1;
@@ -490,7 +497,11 @@ h_qemu_check(const char *path, char *out, size_t outlen)
         dup2(pfd[1], 2);
         close(pfd[0]);
         close(pfd[1]);
-        execlp("qemu-img", "qemu-img", "check", "-f", "qcow2", path, (char *)NULL);
+        if (h_secret)
+            execlp("qemu-img", "qemu-img", "check", "--object", obj, "--image-opts", spec,
+                   (char *)NULL);
+        else
+            execlp("qemu-img", "qemu-img", "check", "-f", "qcow2", path, (char *)NULL);
         _exit(127);
     }
     close(pfd[1]);
@@ -589,6 +600,10 @@ open_image(const struct h_verify *v, unsigned flags, const char *why)
     struct topcow_open_opts o = TOPCOW_OPEN_OPTS_INIT;
     o.format = "qcow2";
     o.flags = flags;
+    if (h_secret) {
+        o.secret = h_secret;
+        o.secret_len = strlen(h_secret);
+    }
     struct topcow_image *img = NULL;
     int r = topcow_image_open(&img, v->path, &o);
     if (r < 0) {

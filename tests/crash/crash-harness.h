@@ -151,6 +151,10 @@ struct h_verify {
     uint64_t *compressed; /* optional: add the crashed image's compressed clusters */
 };
 
+/* Tests of LUKS-encrypted images set the passphrase every verification
+ * open (and qemu-img check) uses; NULL: plain images. */
+extern const char *h_secret;
+
 /* The post-crash verification.  Returns 0 when the image is consistent
  * (topcow check and qemu-img check: no corruptions, leaks allowed; a dirty
  * lazy-refcounts image must open read-write and then check clean) and every

@@ -44,6 +44,7 @@ struct config {
     uint64_t l2_cache; /* 0: the default */
     bool writethrough;
     bool compress;            /* some writes are compressed writes */
+    bool encrypt;             /* LUKS (compressed writes then fall back: refused) */
     enum topcow_compression compression_type;
     unsigned nthreads;
     unsigned nops; /* per thread */
@@ -56,6 +57,7 @@ static bool keep_dirs;
 /* Compressed clusters found in crashed images, and seeds that wrote some:
  * the workload must really leave compressed clusters to crash among. */
 static uint64_t compressed_seen, compress_seeds;
+#define CRASH_SECRET "crash-test-passphrase"
 static const char *argv0;
 
 static struct config
@@ -115,6 +117,9 @@ choose_config(uint64_t seed)
     c.compress = h_below(&rng, 100) < 40;
     if (c.compat == 3 && h_below(&rng, 2))
         c.compression_type = TOPCOW_COMPRESSION_ZSTD;
+    c.encrypt = h_below(&rng, 100) < 15;
+    if (c.encrypt)
+        c.compress = false; /* encrypted clusters are never compressed */
     return c;
 }
 
@@ -130,7 +135,8 @@ print_config(FILE *f, uint64_t seed, const struct config *c)
     if (c->backing_fmt)
         fprintf(f, "(%" PRIu64 " bytes)", c->backing_size);
     fprintf(f, " l2_cache=%" PRIu64 "%s%s threads=%u ops=%u model=%s\n", c->l2_cache,
-            c->writethrough ? " writethrough" : "",
+            c->writethrough ? (c->encrypt ? " writethrough luks" : " writethrough")
+                            : (c->encrypt ? " luks" : ""),
             !c->compress                                      ? ""
             : c->compression_type == TOPCOW_COMPRESSION_ZSTD ? " compress=zstd"
                                                               : " compress=zlib",
@@ -428,6 +434,10 @@ run_once(uint64_t seed, int point, const struct config *cfg, struct io *fresh, c
     oo.format = "qcow2";
     oo.l2_cache_size = cfg->l2_cache;
     oo.flags = cfg->writethrough ? TOPCOW_OPEN_WRITETHROUGH : 0;
+    if (cfg->encrypt) {
+        oo.secret = CRASH_SECRET;
+        oo.secret_len = strlen(CRASH_SECRET);
+    }
     err_begin("open");
     r = image_open_io(&run.img, shim, path, &oo);
     shim = NULL; /* owned by the image now, even on failure */
@@ -583,6 +593,12 @@ make_image(const char *dir, const struct config *cfg, char *path, size_t pathlen
     co.extended_l2 = cfg->ext_l2;
     co.lazy_refcounts = cfg->lazy;
     co.compression_type = cfg->compression_type;
+    if (cfg->encrypt) {
+        co.encrypt_format = "luks";
+        co.encrypt_secret = CRASH_SECRET;
+        co.encrypt_secret_len = strlen(CRASH_SECRET);
+        co.encrypt_iter_time_ms = 1; /* the floor of 1000 iterations applies */
+    }
     co.backing_file = bname;
     co.backing_format = cfg->backing_fmt;
     int r = topcow_image_create(path, &co);
@@ -614,6 +630,7 @@ run_seed(const char *tmp, uint64_t seed, uint64_t *points)
 {
     struct config cfg = choose_config(seed);
     compress_seeds += cfg.compress;
+    h_secret = cfg.encrypt ? CRASH_SECRET : NULL;
     if (verbose)
         print_config(stderr, seed, &cfg);
     char dir[600], path[640];

@@ -132,6 +132,16 @@ grep -q "encrypt.key-secret" <<<"$ERR" || fail "convert without key: $ERR"
 [ ! -e x.raw ] || fail "convert without a key made an output"
 must_fail "$TOPCOW" io --object secret,id=s0,file=/nonexistent --image-opts "$(spec e.qcow2)" -c 'read 0 1'
 grep -q "Unable to read secret file '/nonexistent'" <<<"$ERR" || fail "missing secret file: $ERR"
+# On a terminal the passphrase is asked for, without echo.
+out=$( (sleep 1; echo "$PW") | script -qec "'$TOPCOW' io -c 'read -P 0x42 0 64k' e.qcow2" /dev/null |
+      tr -d '\r')
+grep -q "Passphrase for 'e.qcow2'" <<<"$out" || fail "no prompt: $out"
+grep -q "^read 65536/65536 bytes" <<<"$out" || fail "prompted passphrase: $out"
+! grep -q -- "$PW" <<<"$out" || fail "the typed passphrase was echoed"
+out=$( (sleep 1; echo wrong) | script -qec "'$TOPCOW' convert -O raw e.qcow2 p.raw" /dev/null |
+      tr -d '\r')
+grep -q "Invalid password" <<<"$out" || fail "wrong prompted passphrase: $out"
+[ ! -e p.raw ] || fail "a wrong prompted passphrase made an output"
 # Metadata work needs no key.
 ok "$TOPCOW" info e.qcow2
 ok "$TOPCOW" check e.qcow2

@@ -39,17 +39,25 @@ struct fcfg {
     uint64_t size, backing_size;
     uint64_t l2_cache; /* 0: default */
     enum topcow_prealloc prealloc;
+    bool luks; /* LUKS-encrypted (no compressed writes then) */
 };
+
+#define FAULT_SECRET "fault-test-passphrase"
 
 static const struct fcfg configs[] = {
     /* Two cached L2 tables force evictions (dependency-ordered writes). */
-    {"v3-4k-smallcache", 3, 4096, 16, false, false, NULL, 4u << 20, 0, 8192, TOPCOW_PREALLOC_OFF},
+    {"v3-4k-smallcache", 3, 4096, 16, false, false, NULL, 4u << 20, 0, 8192, TOPCOW_PREALLOC_OFF,
+     false},
     {"v3-64k-lazy-extl2-backing", 3, 65536, 64, true, true, "qcow2", 1u << 20, 1u << 20, 0,
-     TOPCOW_PREALLOC_OFF},
+     TOPCOW_PREALLOC_OFF, false},
     {"v2-4k-raw-backing", 2, 4096, 16, false, false, "raw", 4u << 20, 3u << 20, 0,
-     TOPCOW_PREALLOC_OFF},
+     TOPCOW_PREALLOC_OFF, false},
     /* Preallocation is where truncate and fallocate happen after create. */
-    {"v3-4k-falloc-rc1", 3, 4096, 1, false, false, NULL, 256u << 10, 0, 0, TOPCOW_PREALLOC_FALLOC},
+    {"v3-4k-falloc-rc1", 3, 4096, 1, false, false, NULL, 256u << 10, 0, 0, TOPCOW_PREALLOC_FALLOC,
+     false},
+    /* Encrypted: sector read-modify-write and re-encryption on copy-on-write. */
+    {"v3-4k-luks-backing", 3, 4096, 16, false, false, "raw", 2u << 20, 2u << 20, 8192,
+     TOPCOW_PREALLOC_OFF, true},
 };
 
 #define MAX_STEPS 24
@@ -90,8 +98,10 @@ build_steps(const struct fcfg *c, struct h_op *s)
     STEP(H_DISCARD, 5 * cs, 3 * cs, 0);
     STEP(H_FLUSH, 0, 0, 0);
     STEP(H_WRITE, 9 * cs, 2 * cs, 0); /* reuses freed clusters */
-    STEP(H_CWRITE, 11 * cs, 2 * cs, 0); /* compressed, packed together */
-    STEP(H_CWRITE, 0, cs, 0);           /* compressed over a normal cluster */
+    if (!c->luks) {
+        STEP(H_CWRITE, 11 * cs, 2 * cs, 0); /* compressed, packed together */
+        STEP(H_CWRITE, 0, cs, 0);           /* compressed over a normal cluster */
+    }
     STEP(H_FLUSH, 0, 0, 0);
     STEP(H_WRITE, 11 * cs + 512, 1024, 0); /* part of a compressed cluster */
     STEP(H_READ, 0, 14 * cs, 0);
@@ -205,6 +215,10 @@ run_case(const struct fcfg *c, const char *tmpl, const char *path, const struct 
             struct topcow_open_opts oo = TOPCOW_OPEN_OPTS_INIT;
             oo.format = "qcow2";
             oo.l2_cache_size = c->l2_cache;
+            if (c->luks) {
+                oo.secret = FAULT_SECRET;
+                oo.secret_len = strlen(FAULT_SECRET);
+            }
             err_begin("open"); /* what topcow_image_open does */
             r = image_open_io(&img, shim, path, &oo);
             shim = NULL;
@@ -372,6 +386,12 @@ make_template(const struct fcfg *c, char *tmpl, size_t n)
     co.extended_l2 = c->ext_l2;
     co.backing_file = c->backing_fmt ? bname : NULL;
     co.backing_format = c->backing_fmt;
+    if (c->luks) {
+        co.encrypt_format = "luks";
+        co.encrypt_secret = FAULT_SECRET;
+        co.encrypt_secret_len = strlen(FAULT_SECRET);
+        co.encrypt_iter_time_ms = 1;
+    }
     if (topcow_image_create(tmpl, &co) < 0) {
         fprintf(stderr, "%s: cannot create the image: %s\n", c->name, topcow_last_error());
         return -1;
@@ -385,6 +405,7 @@ run_config(const struct fcfg *c, int only_kind, uint64_t only_nth, int only_err,
            unsigned *runs)
 {
     char tmpl[700], path[700];
+    h_secret = c->luks ? FAULT_SECRET : NULL; /* for the verification's opens */
     if (make_template(c, tmpl, sizeof tmpl) < 0)
         return 1;
     snprintf(path, sizeof path, "%s/%s.qcow2", tmpdir, c->name);
