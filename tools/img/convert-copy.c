@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "convert.h"
 #include "util.h"
@@ -669,7 +670,12 @@ writer_main(void *arg)
 int
 convert_run(const struct convert_job *job, char *msg, size_t msglen)
 {
-    const unsigned nreaders = job->workers ? job->workers : 1;
+    unsigned nreaders = job->workers ? job->workers : 1;
+    /* Compressing readers are CPU bound: more of them than CPUs only
+     * contend (measured: -m 8 is 10-20% slower than -m 2 on 2 CPUs). */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (job->compress && ncpu > 0 && nreaders > (unsigned)ncpu)
+        nreaders = (unsigned)ncpu;
     const unsigned nwriters = job->out_of_order && job->parallel_writes ? nreaders : 1;
     struct engine e = { .job = job, .nunits = nreaders + nwriters, .msg = msg,
                         .msglen = msglen, .unit = CONVERT_UNIT };
