@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # The threaded paths of the command line, meant for a ThreadSanitizer build
 # (suite 'tsan' in build-tsan; see meson.build here): the parallel copy
-# engine of convert (-m 8, in order and out of order with -W), compare's
+# engine of convert (-m 8, in order and out of order with -W, compressing
+# and decompressing), sliced LUKS transfers, compare's
 # parallel readers, and the chain copy engine of commit and rebase.  Every
 # result is checked against qemu-img.  A data race makes the command exit 66
 # with a ThreadSanitizer report, which fails the test; so does a wrong copy.
@@ -44,6 +45,24 @@ tc convert -m 8 -W -O raw src.qcow2 out.raw
 same src.qcow2 out.raw
 tc compare src.qcow2 ordered.qcow2
 tc compare src.qcow2 unordered.qcow2
+
+# Compressed output: the readers compress in parallel and the writer packs
+# the streams; a compressed source is decompressed by parallel readers.
+tc convert -m 8 -W -c -O qcow2 -o compression_type=zstd src.qcow2 comp.qcow2
+same src.qcow2 comp.qcow2
+tc convert -m 8 -c -O qcow2 comp.qcow2 comp2.qcow2
+same src.qcow2 comp2.qcow2
+tc convert -m 8 -W -O raw comp.qcow2 comp.raw
+same src.qcow2 comp.raw
+
+# LUKS: large transfers are cut into slices run on several threads.
+printf 'tsan-passphrase' >pass
+enc="driver=qcow2,file.filename=enc.qcow2,encrypt.key-secret=s"
+tc convert --object secret,id=s,file=pass -m 8 -O qcow2 \
+    -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 src.qcow2 enc.qcow2
+tc io --object secret,id=s,file=pass --image-opts "$enc" -c 'write -P 0x5 0 24M' -c 'read -P 0x5 0 24M'
+out=$(qemu-io --object secret,id=s,file=pass --image-opts "$enc" -c 'read -P 0x5 0 24M' 2>&1) ||
+    { echo "$out" >&2; fail "the LUKS image does not read back in qemu-io"; }
 
 # commit: an overlay's data goes down into its backing file.
 cp src.qcow2 base.qcow2
