@@ -106,6 +106,10 @@ done
 qi create -f qcow2 -o cluster_size=4096,compat=0.10 t.qcow2 128k
 qio -c 'write -c -P 0x18 0 4k' -c 'write -c -P 0x19 8k 4k' t.qcow2
 emit qemu-compressed-v2
+# topcow's packing: streams sharing host clusters, rewritten ones freed.
+tc create -q -f qcow2 -o cluster_size=4096,compression_type=zstd t.qcow2 256k
+tc io -c 'write -c -s mixed.raw 0 64k' -c 'write -c -P 0x1a 8k 8k' -c 'write -P 0x1b 20k 1k' t.qcow2
+emit topcow-compressed-zstd
 qi convert -c -f raw -O qcow2 -o cluster_size=16k,extended_l2=on mixed.raw t.qcow2
 emit qemu-compressed-extl2
 qi create -f qcow2 -o cluster_size=4096 base.qcow2 64k
