@@ -101,6 +101,16 @@ run_combo() { # ALG MODE IVGEN[:HASH] HASH
 # Every cipher family, mode, IV generator and hash at least once (the LUKS
 # layer itself meets every combination qemu-img accepts in luks-matrix and
 # luks-qemu-headers; here it is the qcow2 data path that is exercised).
+# LUKS_FULL=1 (the long suite): every combination qemu-img accepts, each
+# image made by qemu-img (about a second of its PBKDF2 timing each).
+if [ "${LUKS_FULL:-0}" = 1 ]; then
+    while read -r alg mode iv; do
+        run_combo "$alg" "$mode" "$iv" sha256
+    done < <(luks_combos)
+    for h in "${LUKS_HASHES[@]}"; do
+        run_combo aes-256 xts plain64 "$h"
+    done
+fi
 while read -r combo; do
     run_combo $combo
 done <<'COMBOS'
