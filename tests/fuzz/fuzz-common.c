@@ -260,7 +260,7 @@ static int verbose = -1; /* FUZZ_VERBOSE set: say how each open went */
 
 static int
 open_common(const uint8_t *data, size_t size, bool read_only, bool keep, bool reopen,
-            struct topcow_image **imgp)
+            unsigned extra_flags, struct topcow_image **imgp)
 {
     *imgp = NULL;
     if (size == 0 || size > (reopen ? FUZZ_MAX_FILE : FUZZ_MAX_INPUT) ||
@@ -274,7 +274,7 @@ open_common(const uint8_t *data, size_t size, bool read_only, bool keep, bool re
         return -1;
     struct topcow_open_opts opts = TOPCOW_OPEN_OPTS_INIT;
     opts.format = "qcow2";
-    opts.flags = TOPCOW_OPEN_NO_BACKING | (read_only ? TOPCOW_OPEN_RDONLY : 0);
+    opts.flags = TOPCOW_OPEN_NO_BACKING | (read_only ? TOPCOW_OPEN_RDONLY : 0) | extra_flags;
     int r = image_open_io(imgp, file, image_name, &opts);
     if (verbose < 0)
         verbose = getenv("FUZZ_VERBOSE") != NULL;
@@ -294,19 +294,26 @@ open_common(const uint8_t *data, size_t size, bool read_only, bool keep, bool re
 int
 fuzz_open(const uint8_t *data, size_t size, bool read_only, struct topcow_image **imgp)
 {
-    return open_common(data, size, read_only, false, false, imgp);
+    return open_common(data, size, read_only, false, false, 0, imgp);
+}
+
+int
+fuzz_open_for_repair(const uint8_t *data, size_t size, struct topcow_image **imgp)
+{
+    return open_common(data, size, false, true, false,
+                       TOPCOW_OPEN_NO_REPAIR | TOPCOW_OPEN_ALLOW_CORRUPT, imgp);
 }
 
 int
 fuzz_open_keep(const uint8_t *data, size_t size, bool read_only, struct topcow_image **imgp)
 {
-    return open_common(data, size, read_only, true, false, imgp);
+    return open_common(data, size, read_only, true, false, 0, imgp);
 }
 
 int
 fuzz_reopen(const uint8_t *data, size_t size, struct topcow_image **imgp)
 {
-    return open_common(data, size, true, false, true, imgp);
+    return open_common(data, size, true, false, true, 0, imgp);
 }
 
 uint8_t *

@@ -43,6 +43,11 @@ int fuzz_open(const uint8_t *data, size_t size, bool read_only, struct topcow_im
 int fuzz_open_keep(const uint8_t *data, size_t size, bool read_only, struct topcow_image **imgp);
 uint8_t *fuzz_take_closed_image(size_t *size);
 
+/* Like fuzz_open_keep, read-write, as `check -r` opens: a dirty image is not
+ * repaired by the open and a corrupt one opens (TOPCOW_OPEN_NO_REPAIR |
+ * TOPCOW_OPEN_ALLOW_CORRUPT). */
+int fuzz_open_for_repair(const uint8_t *data, size_t size, struct topcow_image **imgp);
+
 /* Open the bytes fuzz_take_closed_image() returned, read-only, keeping the
  * sandbox's data file as the first session left it.  Same returns as
  * fuzz_open; the size limit is FUZZ_MAX_FILE instead. */

@@ -12,5 +12,12 @@ require qemu-img qemu-io
 corpus=$SCRATCH/corpus
 "$TOPCOW_SRCDIR/tests/fuzz/make-corpus.sh" "$corpus" || fail "make-corpus.sh failed"
 for replay in "$@"; do
-    "$replay" "$corpus" || fail "$(basename "$replay") failed on the seed corpus (see above)"
+    c=$corpus
+    case $replay in
+    *luks*) # LUKS header areas, not qcow2 images
+        c=$SCRATCH/corpus-luks
+        [ -d "$c" ] || "$TOPCOW_SRCDIR/tests/fuzz/make-corpus-luks.sh" "$c" ||
+            fail "make-corpus-luks.sh failed" ;;
+    esac
+    "$replay" "$c" || fail "$(basename "$replay") failed on the seed corpus (see above)"
 done

@@ -3,7 +3,8 @@
 # Fuzz one qcow2 target with libFuzzer for a while.
 #
 # usage: run-fuzz.sh TARGET SECONDS [CORPUS_DIR]
-#   TARGET      fuzz-qcow2-open or fuzz-qcow2-check
+#   TARGET      fuzz-qcow2-open, fuzz-qcow2-check, fuzz-qcow2-repair or
+#               fuzz-luks-header
 #   SECONDS     how long to fuzz
 #   CORPUS_DIR  where libFuzzer keeps the inputs it finds interesting
 #               (kept between runs; default: a scratch directory)
@@ -32,7 +33,7 @@ fi
 target=$1
 seconds=$2
 case $target in
-fuzz-qcow2-open | fuzz-qcow2-check) ;;
+fuzz-qcow2-open | fuzz-qcow2-check | fuzz-qcow2-repair | fuzz-luks-header) ;;
 *) echo "run-fuzz: unknown target '$target'" >&2; exit 2 ;;
 esac
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,7 +52,8 @@ if [ -z "${FUZZ_BINARY:-}" ]; then
              "and the libFuzzer runtime: Debian package libclang-rt-14-dev)" >&2
         exit 1
     fi
-    ninja -C "$build" "tests/fuzz/$target" tools/topcow >/dev/null
+    ninja -C "$build" "tests/fuzz/$target" tools/topcow tests/tools/luks-tool >/dev/null
+    export LUKS_TOOL=${LUKS_TOOL:-$build/tests/tools/luks-tool}
     FUZZ_BINARY=$build/tests/fuzz/$target
     export TOPCOW=${TOPCOW:-$build/tools/topcow}
 else
@@ -63,7 +65,10 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/topcow-fuzz-run.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 corpus=${3:-$scratch/corpus}
 mkdir -p "$corpus"
-"$src/tests/fuzz/make-corpus.sh" "$scratch/seeds"
+case $target in
+fuzz-luks-header) "$src/tests/fuzz/make-corpus-luks.sh" "$scratch/seeds" ;;
+*) "$src/tests/fuzz/make-corpus.sh" "$scratch/seeds" ;;
+esac
 # The targets' sandbox directories go there too, even when a crash skips
 # their own cleanup.
 mkdir -p "$scratch/tmp"
