@@ -397,6 +397,20 @@ compare_refcounts(struct walk *w, enum cmp_mode mode, bool fix_leaks, bool fix_a
     uint64_t n = w->nrefs, highest = 0;
     bool any = false;
     int r = 0;
+    /* Refcount metadata sharing a cluster with other metadata cannot be
+     * repaired in place: the repaired refcounts would overwrite the other
+     * structure.  A fresh refcount structure elsewhere can (QEMU rebuilds
+     * then too). */
+    for (uint64_t ti = 0; ti < s->rt_entries; ti++) {
+        uint64_t c = (s->rt[ti] & RT_OFFSET_MASK) >> s->cluster_bits;
+        if (c && c < n && w->refs[c] > 1)
+            *rebuild = true;
+    }
+    for (uint64_t k = 0; k < s->h.refcount_table_clusters; k++) {
+        uint64_t c = (s->h.refcount_table_offset >> s->cluster_bits) + k;
+        if (c < n && w->refs[c] > 1)
+            *rebuild = true;
+    }
     for (uint64_t i = 0; i < n && r == 0; i++) {
         uint64_t ti = i >> s->rb_bits;
         bool noblock = ti >= s->rt_entries || !(s->rt[ti] & RT_OFFSET_MASK);
