@@ -80,8 +80,8 @@ mkdir -p "$artifacts"
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 echo "run-fuzz: $target for ${seconds}s; corpus $corpus; artifacts in $artifacts/" >&2
-# shellcheck disable=SC2086
 # -error_exitcode=1: libFuzzer's default (77) would read as "skipped" to meson.
+# shellcheck disable=SC2086
 "$FUZZ_BINARY" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=1048576 \
     -error_exitcode=1 -timeout_exitcode=1 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" ${FUZZ_OPTS:-} "$corpus" "$scratch/seeds"
