@@ -269,6 +269,19 @@ walk_bitmaps(struct walk *w)
 }
 
 /* Count every reference the metadata makes. */
+/* Metadata placed in cluster 0 overlaps the header: rewriting the header
+ * (a repair does) would change it, so no repair can be trusted. */
+static int
+header_overlap(struct walk *w)
+{
+    if (w->refs[0] > 1) {
+        say(w, "ERROR cluster 0 (the image header) is also used by other metadata; "
+               "the image cannot be repaired");
+        corruption(w);
+    }
+    return 0;
+}
+
 static int
 walk_all(struct walk *w)
 {
@@ -304,7 +317,7 @@ walk_all(struct walk *w)
         if (s->exts[x].type == QCOW2_EXT_CRYPTO && s->exts[x].len >= 16)
             r = add_ref(w, be64_get(s->exts[x].data), be64_get(s->exts[x].data + 8));
     if (w->skip_refcounts)
-        return r;
+        return r == 0 ? header_overlap(w) : r;
     if (r == 0)
         r = add_ref(w, s->h.refcount_table_offset,
                     (uint64_t)s->h.refcount_table_clusters << s->cluster_bits);
@@ -320,7 +333,7 @@ walk_all(struct walk *w)
         }
         r = add_ref(w, off, s->cluster_size);
     }
-    return r;
+    return r == 0 ? header_overlap(w) : r;
 }
 
 /* COPIED must equal "refcount == 1" in the active tables; with @fix, wrong
