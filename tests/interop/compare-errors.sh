@@ -68,12 +68,23 @@ same_status "Error while reading offset 0 of bad-comp.qcow2" comp.qcow2 bad-comp
 ok "$TOPCOW" compare -T none a.qcow2 a.qcow2
 
 # An image open for writing elsewhere: refused (2) unless -U.
-qemu-io -f qcow2 -c 'sleep 120000' a.qcow2 >writer.log 2>&1 &
-writer=$!
+# The writer is started again if it could not take its lock at once (seen
+# once in a loaded parallel run: "Failed to get "write" lock"), up to 5 times.
+start_writer() {
+    qemu-io -f qcow2 -c 'sleep 120000' a.qcow2 >writer.log 2>&1 &
+    writer=$!
+}
+start_writer
+starts=1
 trap 'kill $writer 2>/dev/null || true; cleanup_scratch' EXIT
 locked=no
 for _ in $(seq 600); do
     qemu-img info a.qcow2 >/dev/null 2>&1 || { locked=yes; break; }
+    if ! kill -0 $writer 2>/dev/null && [ $starts -lt 5 ]; then
+        echo "qemu-io exited early ($(cat writer.log)); starting it again" >&2
+        start_writer
+        starts=$((starts + 1))
+    fi
     sleep 0.1
 done
 [ $locked = yes ] || fail "qemu-io did not lock a.qcow2 within a minute: $(cat writer.log)"
