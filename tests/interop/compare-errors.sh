@@ -68,8 +68,9 @@ same_status "Error while reading offset 0 of bad-comp.qcow2" comp.qcow2 bad-comp
 ok "$TOPCOW" compare -T none a.qcow2 a.qcow2
 
 # An image open for writing elsewhere: refused (2) unless -U.
-# The writer is started again if it could not take its lock at once (seen
-# once in a loaded parallel run: "Failed to get "write" lock"), up to 5 times.
+# The polling qemu-img info holds a shared lock while it runs, so a slow
+# starting writer can fail to take its own ("Failed to get "write" lock",
+# seen once under load): the writer is then started again, up to 5 times.
 start_writer() {
     qemu-io -f qcow2 -c 'sleep 120000' a.qcow2 >writer.log 2>&1 &
     writer=$!
