@@ -340,17 +340,6 @@ topcow_image_flush(struct topcow_image *img)
 }
 
 int
-topcow_image_get_encryption(struct topcow_image *img, struct topcow_encryption *enc)
-{
-    err_begin("info");
-    RETURN_ERR_IF(!img || !enc || enc->struct_size < sizeof *enc, -EINVAL,
-                  "bad encryption info argument");
-    memset(enc, 0, sizeof *enc);
-    enc->struct_size = sizeof *enc;
-    return img->ops->get_encryption ? img->ops->get_encryption(img, enc) : 0;
-}
-
-int
 topcow_image_compress(struct topcow_image *img, const void *buf, size_t len, uint64_t off,
                       struct topcow_compressed **out)
 {
@@ -483,6 +472,17 @@ topcow_image_block_status(struct topcow_image *img, uint64_t off, uint64_t len, 
 }
 
 /* ---- information -------------------------------------------------------- */
+
+int
+topcow_image_get_encryption(struct topcow_image *img, struct topcow_encryption *enc)
+{
+    err_begin("info");
+    RETURN_ERR_IF(!img || !enc || enc->struct_size < sizeof *enc, -EINVAL,
+                  "bad encryption info argument");
+    memset(enc, 0, sizeof *enc);
+    enc->struct_size = sizeof *enc;
+    return img->ops->get_encryption ? img->ops->get_encryption(img, enc) : 0;
+}
 
 int
 topcow_image_get_info(struct topcow_image *img, struct topcow_info *info)

@@ -223,7 +223,9 @@ qcow2_create(const char *path, const struct topcow_create_opts *o)
             goto out;
     }
 
-    if (o->encrypt_format) {
+    /* Encryption and preallocation run on the open image, through the
+     * allocator (the two never go together: validate_options). */
+    if (o->encrypt_format || opts.preallocation != TOPCOW_PREALLOC_OFF) {
         struct topcow_open_opts oo = TOPCOW_OPEN_OPTS_INIT;
         oo.format = "qcow2";
         oo.flags = TOPCOW_OPEN_NO_BACKING;
@@ -231,23 +233,10 @@ qcow2_create(const char *path, const struct topcow_create_opts *o)
         r = topcow_image_open(&img, path, &oo);
         err_begin("create");
         if (r == 0) {
-            r = qcow2_crypto_create(qcow2_state(img), o);
-            int rc = topcow_image_close(img);
-            r = r < 0 ? r : rc;
-        }
-        if (r < 0)
-            goto out;
-    }
-
-    if (opts.preallocation != TOPCOW_PREALLOC_OFF) {
-        struct topcow_open_opts oo = TOPCOW_OPEN_OPTS_INIT;
-        oo.format = "qcow2";
-        oo.flags = TOPCOW_OPEN_NO_BACKING;
-        struct topcow_image *img;
-        r = topcow_image_open(&img, path, &oo);
-        err_begin("create");
-        if (r == 0) {
-            r = qcow2_preallocate(qcow2_state(img), opts.preallocation, 0);
+            if (o->encrypt_format)
+                r = qcow2_crypto_create(qcow2_state(img), o);
+            else
+                r = qcow2_preallocate(qcow2_state(img), opts.preallocation, 0);
             int rc = topcow_image_close(img);
             r = r < 0 ? r : rc;
         }

@@ -229,10 +229,12 @@ slice_write(void *arg)
 static unsigned
 online_cpus(void)
 {
-    static unsigned n;
+    static unsigned cached; /* read and written by any thread: relaxed atomics */
+    unsigned n = __atomic_load_n(&cached, __ATOMIC_RELAXED);
     if (!n) {
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n = c > 0 ? (unsigned)MIN(c, MAX_SLICES) : 1;
+        __atomic_store_n(&cached, n, __ATOMIC_RELAXED);
     }
     return n;
 }
@@ -347,7 +349,16 @@ qcow2_crypto_pwritev(struct qcow2_state *s, const struct iovec *iov, int cnt, ui
         memcpy(tmp + pos, iov[i].iov_base, iov[i].iov_len);
         pos += iov[i].iov_len;
     }
-    int r = qcow2_crypto_pwrite(s, tmp, len, host, guest);
+    /* The bounce buffer is ours: whole sectors are enciphered in it, not
+     * copied a second time. */
+    int r = qcow2_crypto_check_write(s);
+    if (r == 0 && host % SECTOR == 0 && len % SECTOR == 0) {
+        r = sector_cipher_encrypt(s->cipher, iv_sector(s, host, guest), tmp, len);
+        if (r == 0)
+            r = io_pwrite(s->data_file, tmp, len, host);
+    } else if (r == 0) {
+        r = qcow2_crypto_pwrite(s, tmp, len, host, guest);
+    }
     explicit_bzero(tmp, len);
     free(tmp);
     return r;
