@@ -258,6 +258,32 @@ secret_free(char *s, size_t len)
     wipe_free(s, len);
 }
 
+int
+open_or_prompt(struct topcow_image **img, const char *path, struct topcow_open_opts *o,
+               bool *locked)
+{
+    *locked = false;
+    int r = topcow_image_open(img, path, o);
+    struct topcow_encryption enc = { .struct_size = sizeof enc };
+    if (r < 0 || o->secret || topcow_image_get_encryption(*img, &enc) < 0 || !enc.format ||
+        enc.unlocked)
+        return r;
+    size_t plen;
+    char *pw = secret_prompt(path, &plen);
+    if (!pw) {
+        *locked = true;
+        return 0;
+    }
+    topcow_image_close(*img);
+    o->secret = pw;
+    o->secret_len = plen;
+    r = topcow_image_open(img, path, o);
+    o->secret = NULL;
+    o->secret_len = 0;
+    secret_free(pw, 1024);
+    return r;
+}
+
 bool
 image_opts_mode(void)
 {

@@ -42,6 +42,16 @@ void image_spec_free(struct image_spec *spec);
 char *secret_prompt(const char *path, size_t *len);
 void secret_free(char *s, size_t len);
 
+/* topcow_image_open(), and when the image turns out encrypted but @o has
+ * no secret, ask on the terminal (secret_prompt) and open again with the
+ * answer.  Returns topcow_image_open()'s result; *@locked tells whether
+ * the image is encrypted and still without its key (no terminal, nothing
+ * typed). */
+struct topcow_image;
+struct topcow_open_opts;
+int open_or_prompt(struct topcow_image **img, const char *path, struct topcow_open_opts *o,
+                   bool *locked);
+
 /* Forget and wipe every secret. */
 void secrets_clear(void);
 

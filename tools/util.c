@@ -222,30 +222,14 @@ open_image_path(const char *path, const char *format, unsigned flags, const char
     if (secret_id && !(o.secret = secret_lookup(secret_id, &o.secret_len)))
         return NULL;
     struct topcow_image *img;
-    if (topcow_image_open(&img, path, &o) < 0) {
+    bool locked = false;
+    int r = (flags & OPEN_NEED_KEY) ? open_or_prompt(&img, path, &o, &locked)
+                                    : topcow_image_open(&img, path, &o);
+    if (r < 0) {
         error_msg("Could not open '%s': %s", path, topcow_last_error());
         return NULL;
     }
-    struct topcow_encryption enc = { .struct_size = sizeof enc };
-    if ((flags & OPEN_NEED_KEY) && topcow_image_get_encryption(img, &enc) == 0 && enc.format &&
-        !enc.unlocked && !secret_id) {
-        /* On a terminal, ask. */
-        size_t plen;
-        char *pw = secret_prompt(path, &plen);
-        if (pw) {
-            topcow_image_close(img);
-            o.secret = pw;
-            o.secret_len = plen;
-            int r = topcow_image_open(&img, path, &o);
-            secret_free(pw, 1024);
-            if (r < 0) {
-                error_msg("Could not open '%s': %s", path, topcow_last_error());
-                return NULL;
-            }
-            return img;
-        }
-    }
-    if ((flags & OPEN_NEED_KEY) && enc.format && !enc.unlocked) {
+    if (locked) {
         error_msg("Could not open '%s': Parameter 'encrypt.key-secret' is required for cipher",
                   path);
         topcow_image_close(img);

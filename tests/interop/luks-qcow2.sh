@@ -193,6 +193,36 @@ ok qemu-img convert "${S[@]}" --image-opts -O raw "$(spec aes.qcow2)" aes-q.raw
 ok "$TOPCOW" convert "${S[@]}" --image-opts -O raw "$(spec aes.qcow2)" aes-t.raw
 cmp -s aes-q.raw aes-t.raw || fail "legacy AES image reads differently"
 must_fail "$TOPCOW" io "${S[@]}" --image-opts "$(spec aes.qcow2)" -c 'write 0 512'
-grep -q "legacy AES" <<<"$ERR$(cat /dev/null)" || "$TOPCOW" io "${S[@]}" --image-opts "$(spec aes.qcow2)" -c 'write 0 512' 2>&1 | grep -q "not supported" ||
-    fail "legacy AES write: $ERR"
+grep -q "write failed: Operation not supported" <<<"$ERR" || fail "legacy AES write: $ERR"
+ok qemu-img compare "${S[@]}" --image-opts "$(spec aes.qcow2)" "driver=raw,file.filename=aes-q.raw"
+
+# Refusals, each on one line and leaving no output behind.
+must_fail "$TOPCOW" convert -n -O qcow2 plain.raw c.qcow2
+grep -q "Parameter 'encrypt.key-secret' is required for cipher" <<<"$ERR" || fail "-n: $ERR"
+must_fail "$TOPCOW" convert "${S[@]}" -c -O qcow2 \
+    -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 plain.raw cz.qcow2
+grep -q "compressed clusters cannot be encrypted" <<<"$ERR" || fail "-c into LUKS: $ERR"
+[ ! -e cz.qcow2 ] || fail "a refused compressed LUKS conversion left its output"
+must_fail "$TOPCOW" create -f qcow2 "${S[@]}" \
+    -o encrypt.format=luks,encrypt.key-secret=s0,preallocation=metadata p.qcow2 1M
+grep -q "preallocation of encrypted images is not supported" <<<"$ERR" || fail "prealloc: $ERR"
+must_fail "$TOPCOW" create -f qcow2 -o encrypt.format=luks,encrypt.key-secret=nope p.qcow2 1M
+grep -q "No secret with id 'nope'" <<<"$ERR" || fail "unknown secret: $ERR"
+must_fail "$TOPCOW" info --object iothread,id=x e.qcow2
+grep -q "only 'secret' objects are supported" <<<"$ERR" || fail "other object: $ERR"
+must_fail "$TOPCOW" amend "${K[@]}" --image-opts -o encrypt.new-secret=s1 "$(spec e.qcow2)"
+grep -q "encrypt.state must be given" <<<"$ERR" || fail "amend without state: $ERR"
+
+# compat=0.10 has no zero flag: amend writes the zero clusters out, encrypted.
+rm -f z.qcow2 ref.raw
+ok "$TOPCOW" create -f qcow2 "${S[@]}" -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 z.qcow2 1M
+ok qemu-img create -f raw ref.raw 1M
+tio z.qcow2 'write -P 0x31 0 256k' 'write -z 64k 64k'
+rio 'write -P 0x31 0 256k' 'write -z 64k 64k'
+ok "$TOPCOW" amend "${S[@]}" --image-opts -o compat=0.10 "$(spec z.qcow2)"
+check_enc z.qcow2
+same_as_ref z.qcow2 || fail "amend compat=0.10 of a LUKS image"
+[ "$(qemu-img info --output=json z.qcow2 | grep -c '"compat": "0.10"')" = 1 ] ||
+    fail "amend compat=0.10 did not downgrade"
+
 exit 0

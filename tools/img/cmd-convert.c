@@ -444,7 +444,8 @@ cmd_convert(int argc, char **argv)
     created = !o.no_create;
     /* The output is a path (never --image-opts), unlocked with the secret
      * its creation options named. */
-    dst = open_image_path(out, o.out_fmt, o.dst_flags, optlist_get(&o.ol, "encrypt.key-secret"));
+    dst = open_image_path(out, o.out_fmt, o.dst_flags | OPEN_NEED_KEY,
+                          optlist_get(&o.ol, "encrypt.key-secret"));
     if (!dst)
         goto out;
     if (o.no_create && topcow_image_size(dst) < total) {

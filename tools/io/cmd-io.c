@@ -73,21 +73,8 @@ io_shell_open(struct io_shell *sh, const char *path, const struct io_open_req *r
         return -EINVAL;
     }
     struct topcow_image *img;
-    int r = topcow_image_open(&img, spec.path, &o);
-    struct topcow_encryption enc = { .struct_size = sizeof enc };
-    if (r == 0 && !o.secret && topcow_image_get_encryption(img, &enc) == 0 && enc.format &&
-        !enc.unlocked) {
-        /* On a terminal, ask for the passphrase. */
-        size_t plen;
-        char *pw = secret_prompt(spec.path, &plen);
-        if (pw) {
-            topcow_image_close(img);
-            o.secret = pw;
-            o.secret_len = plen;
-            r = topcow_image_open(&img, spec.path, &o);
-            secret_free(pw, 1024);
-        }
-    }
+    bool locked;
+    int r = open_or_prompt(&img, spec.path, &o, &locked);
     image_spec_free(&spec);
     if (r < 0) {
         const char *why = topcow_last_error();
@@ -105,7 +92,7 @@ io_shell_open(struct io_shell *sh, const char *path, const struct io_open_req *r
         error_msg("out of memory");
         return -ENOMEM;
     }
-    if (topcow_image_get_encryption(img, &enc) == 0 && enc.format && !enc.unlocked) {
+    if (locked) {
         /* qemu-io's refusal: the data cannot be read without the key. */
         error_msg("can't open device %s: Parameter 'encrypt.key-secret' is required for cipher",
                   path);
