@@ -39,7 +39,7 @@ cd "$dir"
 
 # $1 label, $2 source, $3 compression type.
 bench_one() {
-    local label=$1 src=$2 ct=$3 round
+    local label=$1 src=$2 ct=$3
     local opts="-m 8 -W -c -O qcow2 -o compression_type=$ct"
     local t="$TOPCOW convert $opts $src out-topcow.qcow2"
     local q="qemu-img convert $opts $src out-qemu.qcow2"
@@ -48,12 +48,7 @@ bench_one() {
     echo "== $label: $RUNS rounds of"
     echo "   $t"
     echo "   $q"
-    : >"$label.runs"
-    for round in $(seq 0 "$RUNS"); do
-        hyperfine --style none --runs 1 --prepare "$prep" --export-csv round.csv \
-            -n topcow "$t" -n qemu-img "$q" >/dev/null
-        [ "$round" = 0 ] || sed 1d round.csv >>"$label.runs" # round 0 warms up
-    done
+    run_rounds "$label" "$t" "$q" "$prep"
     rm -f out-topcow.qcow2 out-qemu.qcow2
     $t && $q
     qemu-img check -q out-topcow.qcow2 ||

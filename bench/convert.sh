@@ -53,7 +53,7 @@ du -h src.raw src.qcow2 | sed 's/^/   on disk  /'
 # drifting over the minutes a benchmark takes hits both alike; each run
 # starts with the source in the page cache and no dirty pages around.
 bench_dir() {
-    local label=$1 src=$2 sfmt=$3 ofmt=$4 round
+    local label=$1 src=$2 sfmt=$3 ofmt=$4
     local t="$TOPCOW convert -f $sfmt -O $ofmt -m 8 -W $src out-topcow.$ofmt"
     local q="qemu-img convert -f $sfmt -O $ofmt -m 8 -W $src out-qemu.$ofmt"
     # Deleting the last output comes last, just before the run: memory freed
@@ -68,13 +68,7 @@ bench_dir() {
     echo "== $label: $RUNS rounds of"
     echo "   $t"
     echo "   $q"
-    : >"$label.runs"
-    for round in $(seq 0 "$RUNS"); do
-        hyperfine --style none --runs 1 --prepare "$prep" --export-csv round.csv \
-            -n topcow "$t" -n qemu-img "$q" >/dev/null
-        # Round 0 warms up.
-        [ "$round" = 0 ] || sed 1d round.csv >>"$label.runs"
-    done
+    run_rounds "$label" "$t" "$q" "$prep"
     # Verify the outputs of a final run of each.
     rm -f out-topcow.* out-qemu.*
     $t && $q

@@ -51,15 +51,10 @@ qemu-io $OBJ $LUKS -c "write -P 0x11 0 $SIZE" >/dev/null
 
 # $1 label, $2 qemu-io command, $3 image arguments.
 bench_one() {
-    local label=$1 cmd=$2 img=$3 round
+    local label=$1 cmd=$2 img=$3
     local t="$TOPCOW io $OBJ $img -c '$cmd'" q="qemu-io $OBJ $img -c '$cmd'"
     echo "== $label: $t"
-    : >"$label.runs"
-    for round in $(seq 0 "$RUNS"); do
-        hyperfine --style none --runs 1 --export-csv round.csv -n topcow "$t" -n qemu-img "$q" \
-            >/dev/null 2>&1
-        [ "$round" = 0 ] || sed 1d round.csv >>"$label.runs"
-    done
+    run_rounds "$label" "$t" "$q"
 }
 
 bench_one read-plain "read 0 $SIZE" "$PLAIN"

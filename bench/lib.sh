@@ -44,6 +44,21 @@ gen_image() {
     echo "generated $i regions ($profile)"
 }
 
+# Time topcow command $2 and qemu-img command $3 with hyperfine, one run
+# each per round, alternating, RUNS rounds after a warm-up round; $4 (may be
+# empty) runs before each.  The rounds' CSV lines go to $1.runs.
+run_rounds() {
+    local label=$1 t=$2 q=$3 prep=${4:-} round
+    local prep_args=()
+    [ -z "$prep" ] || prep_args=(--prepare "$prep")
+    : >"$label.runs"
+    for round in $(seq 0 "$RUNS"); do
+        hyperfine --style none --runs 1 "${prep_args[@]}" --export-csv round.csv \
+            -n topcow "$t" -n qemu-img "$q" >/dev/null
+        [ "$round" = 0 ] || sed 1d round.csv >>"$label.runs" # round 0 warms up
+    done
+}
+
 # Median over the rounds of the wall time ($2 = wall) or of user + system
 # time ($2 = cpu) of command $1, from hyperfine CSV lines in $3.
 median() {
