@@ -18,5 +18,6 @@ int cmd_measure(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

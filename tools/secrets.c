@@ -106,18 +106,77 @@ b64_decode(char *s, size_t len)
     return (long)o;
 }
 
-/* "secret,id=ID,data=...|file=...[,format=raw|base64]".  Other object types
- * are refused. */
+/* Objects other than secrets, kept as given for the command that uses
+ * them (tool_object_find). */
+#define MAX_OBJECTS 8
+static struct {
+    char *type, *id, *opts;
+} objects[MAX_OBJECTS];
+static unsigned nobjects;
+
+static void
+objects_clear(void)
+{
+    for (unsigned i = 0; i < nobjects; i++) {
+        free(objects[i].type);
+        free(objects[i].id);
+        free(objects[i].opts);
+    }
+    nobjects = 0;
+}
+
+/* "tls-creds-x509,id=ID,..." and "tls-creds-psk,id=ID,...". */
+static int
+keep_object(const char *type, size_t tlen, const char *opts)
+{
+    struct optlist ol = { 0 };
+    if (optlist_parse(&ol, opts) < 0)
+        return -1;
+    const char *id = optlist_get(&ol, "id");
+    int r = -1;
+    if (!id)
+        error_msg("Parameter 'id' is missing");
+    else if (nobjects == MAX_OBJECTS)
+        error_msg("too many objects");
+    else if (!(objects[nobjects].type = strndup(type, tlen)) ||
+             !(objects[nobjects].id = strdup(id)) || !(objects[nobjects].opts = strdup(opts)))
+        error_msg("out of memory");
+    else
+        r = 0;
+    if (r == 0)
+        nobjects++;
+    optlist_free(&ol);
+    return r;
+}
+
+int
+tool_object_find(const char *id, const char **type, struct optlist *ol)
+{
+    for (unsigned i = 0; i < nobjects; i++)
+        if (!strcmp(objects[i].id, id)) {
+            *type = objects[i].type;
+            memset(ol, 0, sizeof *ol);
+            return optlist_parse(ol, objects[i].opts);
+        }
+    error_msg("No object with id '%s' (give it with --object)", id);
+    return -1;
+}
+
+/* "secret,id=ID,data=...|file=...[,format=raw|base64]", or an object kept
+ * for later (keep_object).  Other object types are refused. */
 static int
 add_object(const char *spec)
 {
     struct optlist ol = { 0 };
     const char *type = spec;
     const char *comma = strchr(spec, ',');
-    if (strncmp(type, "secret", 6) != 0 || (comma && comma != spec + 6) ||
-        (!comma && strlen(spec) != 6)) {
-        error_msg("--object: only 'secret' objects are supported: '%.*s'",
-                  (int)(comma ? comma - spec : (long)strlen(spec)), spec);
+    size_t tlen = comma ? (size_t)(comma - spec) : strlen(spec);
+    if ((tlen == 14 && !strncmp(type, "tls-creds-x509", 14)) ||
+        (tlen == 13 && !strncmp(type, "tls-creds-psk", 13)))
+        return keep_object(type, tlen, comma ? comma + 1 : "");
+    if (tlen != 6 || strncmp(type, "secret", 6) != 0) {
+        error_msg("--object: only 'secret', 'tls-creds-x509' and 'tls-creds-psk' objects are "
+                  "supported: '%.*s'", (int)tlen, spec);
         return -1;
     }
     if (comma && optlist_parse(&ol, comma + 1) < 0)
@@ -172,6 +231,7 @@ secrets_take_args(int argc, char **argv)
 {
     int out = 1;
     atexit(secrets_clear);
+    atexit(objects_clear);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--")) {

@@ -52,6 +52,12 @@ struct topcow_open_opts;
 int open_or_prompt(struct topcow_image **img, const char *path, struct topcow_open_opts *o,
                    bool *locked);
 
+/* An object other than a secret given with --object (tls-creds-x509,
+ * tls-creds-psk): its type and its options (id= included, parsed into
+ * @ol, which the caller frees).  Returns 0, or -1 after a message. */
+struct optlist;
+int tool_object_find(const char *id, const char **type, struct optlist *ol);
+
 /* Forget and wipe every secret. */
 void secrets_clear(void);
 

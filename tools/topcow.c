@@ -29,6 +29,7 @@ static const struct command commands[] = {
     { "commit", cmd_commit, "copy an overlay into its backing file (qemu-img commit)" },
     { "rebase", cmd_rebase, "change the backing file of an image (qemu-img rebase)" },
     { "io", cmd_io, "run qemu-io commands on an image (qemu-io)" },
+    { "serve", cmd_serve, "export an image over NBD (qemu-nbd)" },
 };
 
 static void

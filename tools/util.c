@@ -263,3 +263,20 @@ progress_end(void)
     printf("    (100.00/100%%)\n");
     fflush(stdout);
 }
+
+char *
+snapshot_param_id(const char *s)
+{
+    if (strncmp(s, "snapshot.id=", 12) && strncmp(s, "snapshot.name=", 14))
+        return strdup(s);
+    struct optlist ol = { 0 };
+    char *r = NULL;
+    if (optlist_parse(&ol, s) == 0) {
+        const char *v = optlist_get(&ol, "snapshot.id");
+        if (!v)
+            v = optlist_get(&ol, "snapshot.name");
+        r = strdup(v ? v : "");
+    }
+    optlist_free(&ol);
+    return r;
+}

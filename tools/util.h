@@ -61,6 +61,12 @@ struct topcow_image *open_image(const char *path, const char *format, unsigned f
 struct topcow_image *open_image_path(const char *path, const char *format, unsigned flags,
                                      const char *secret_id);
 
+/* A -l argument (qemu-img measure, qemu-nbd): "ID_OR_NAME", or
+ * "snapshot.id=ID" / "snapshot.name=NAME" (comma separated; the id wins
+ * when both are given, as the library looks ids up first anyway).
+ * Returns a malloc'ed string, or NULL when out of memory or malformed. */
+char *snapshot_param_id(const char *s);
+
 /* Progress as qemu-img -p prints it: "    (12.34/100%)" rewritten in place. */
 void progress_print(double percent);
 void progress_end(void);

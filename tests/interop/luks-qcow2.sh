@@ -209,7 +209,7 @@ grep -q "preallocation of encrypted images is not supported" <<<"$ERR" || fail "
 must_fail "$TOPCOW" create -f qcow2 -o encrypt.format=luks,encrypt.key-secret=nope p.qcow2 1M
 grep -q "No secret with id 'nope'" <<<"$ERR" || fail "unknown secret: $ERR"
 must_fail "$TOPCOW" info --object iothread,id=x e.qcow2
-grep -q "only 'secret' objects are supported" <<<"$ERR" || fail "other object: $ERR"
+grep -q "only 'secret', 'tls-creds-x509' and 'tls-creds-psk' objects are supported" <<<"$ERR" || fail "other object: $ERR"
 must_fail "$TOPCOW" amend "${K[@]}" --image-opts -o encrypt.new-secret=s1 "$(spec e.qcow2)"
 grep -q "encrypt.state must be given" <<<"$ERR" || fail "amend without state: $ERR"
 

@@ -264,26 +264,6 @@ data_bytes(struct topcow_image *img, uint64_t size, uint32_t cluster_size, uint6
     return 0;
 }
 
-/* -l: "ID_OR_NAME", or "snapshot.id=ID" / "snapshot.name=NAME" (comma
- * separated; the id wins when both are given, as the library looks ids up
- * first anyway).  Returns a malloc'ed string. */
-static char *
-snapshot_arg(const char *s)
-{
-    if (strncmp(s, "snapshot.id=", 12) && strncmp(s, "snapshot.name=", 14))
-        return strdup(s);
-    struct optlist ol = { 0 };
-    char *r = NULL;
-    if (optlist_parse(&ol, s) == 0) {
-        const char *v = optlist_get(&ol, "snapshot.id");
-        if (!v)
-            v = optlist_get(&ol, "snapshot.name");
-        r = strdup(v ? v : "");
-    }
-    optlist_free(&ol);
-    return r;
-}
-
 struct source {
     struct topcow_image *img;
     uint64_t size;       /* rounded up to 512 bytes, as QEMU sizes images */
@@ -305,7 +285,7 @@ open_source(const char *path, const char *fmt, const char *snapshot, bool force_
         if (!src->img)
             return -1;
         topcow_image_close(src->img);
-        snap = snapshot_arg(snapshot);
+        snap = snapshot_param_id(snapshot);
         if (!snap) {
             error_msg("out of memory");
             return -1;

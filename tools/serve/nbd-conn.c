@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT
+/* The transmission phase of one connection (see nbd-server.h).
+ *
+ * The connection's thread reads requests.  A request that arrives alone
+ * (nothing else is waiting in the receive buffer) runs right there, on the
+ * reading thread: no hand-off, the lowest latency for a queue depth of one,
+ * which is how legacy guests issue most of their I/O.  When several
+ * requests arrived together, all but the last are queued for the
+ * connection's workers, created on demand up to the server's limit, so
+ * that a deep queue runs in parallel.  Replies go out whole, in completion
+ * order, under the send lock.  A client that sends faster than requests
+ * complete is throttled by bounds on the queued requests and bytes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "nbd-proto.h"
+#include "nbd-server.h"
+
+#define MAX_QUEUED_REQS 256
+#define MAX_QUEUED_BYTES (128ull << 20)
+
+static uint64_t
+req_bytes(const struct nbd_req *r)
+{
+    return (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_READ) ? r->len : 0;
+}
+
+static void
+req_free(struct nbd_req *r)
+{
+    free(r->payload);
+    free(r);
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct nbd_conn *c = arg;
+    pthread_mutex_lock(&c->qlock);
+    for (;;) {
+        while (!c->qhead && !c->closing) {
+            c->idle_workers++;
+            pthread_cond_wait(&c->qwork, &c->qlock);
+            c->idle_workers--;
+        }
+        struct nbd_req *r = c->qhead;
+        if (!r)
+            break; /* closing, and nothing left to do */
+        c->qhead = r->next;
+        if (!c->qhead)
+            c->qtail = NULL;
+        pthread_mutex_unlock(&c->qlock);
+        uint64_t bytes = req_bytes(r);
+        nbd_cmd_run(c, r);
+        req_free(r);
+        pthread_mutex_lock(&c->qlock);
+        c->queued--;
+        c->queued_bytes -= bytes;
+        pthread_cond_signal(&c->qdrained);
+    }
+    pthread_mutex_unlock(&c->qlock);
+    return NULL;
+}
+
+/* Queue @r for the workers, waiting while too much is queued.  Returns 0,
+ * or -1 if it could not be queued (run it inline instead). */
+static int
+enqueue(struct nbd_conn *c, struct nbd_req *r)
+{
+    pthread_mutex_lock(&c->qlock);
+    while ((c->queued >= MAX_QUEUED_REQS || c->queued_bytes >= MAX_QUEUED_BYTES) &&
+           !atomic_load(&c->broken))
+        pthread_cond_wait(&c->qdrained, &c->qlock);
+    if (c->idle_workers == 0 && c->nworkers < c->srv->workers) {
+        if (pthread_create(&c->worker_threads[c->nworkers], NULL, worker_main, c) == 0)
+            c->nworkers++;
+    }
+    if (c->nworkers == 0) {
+        pthread_mutex_unlock(&c->qlock);
+        return -1;
+    }
+    r->next = NULL;
+    if (c->qtail)
+        c->qtail->next = r;
+    else
+        c->qhead = r;
+    c->qtail = r;
+    c->queued++;
+    c->queued_bytes += req_bytes(r);
+    if (c->idle_workers)
+        pthread_cond_signal(&c->qwork);
+    pthread_mutex_unlock(&c->qlock);
+    return 0;
+}
+
+static void
+note(const struct nbd_conn *c, const char *why)
+{
+    if (c->srv->opts->verbose)
+        fprintf(stderr, "topcow serve: dropping a client: %s\n", why);
+}
+
+void
+nbd_transmit(struct nbd_conn *c)
+{
+    if (c->srv->workers > 0 &&
+        !(c->worker_threads = calloc(c->srv->workers, sizeof *c->worker_threads)))
+        return;
+    for (;;) {
+        uint8_t h[NBD_REQUEST_SIZE];
+        if (chan_read(&c->chan, h, sizeof h) < 0 || atomic_load(&c->broken))
+            break;
+        if (be32_get(h) != NBD_REQUEST_MAGIC) {
+            note(c, "bad request magic");
+            break;
+        }
+        struct nbd_req *r = calloc(1, sizeof *r);
+        if (!r)
+            break;
+        r->flags = be16_get(h + 4);
+        r->type = be16_get(h + 6);
+        r->cookie = be64_get(h + 8);
+        r->offset = be64_get(h + 16);
+        r->len = be32_get(h + 24);
+        if (r->type == NBD_CMD_DISC) {
+            free(r);
+            break;
+        }
+        if (r->type == NBD_CMD_WRITE) {
+            /* The payload must be consumed to stay in step with the stream;
+             * one larger than we ever accept cannot be, safely. */
+            if (r->len > NBD_MAX_PAYLOAD) {
+                note(c, "write payload larger than the maximum");
+                free(r);
+                break;
+            }
+            if (!(r->payload = malloc(r->len ? r->len : 1)) ||
+                chan_read(&c->chan, r->payload, r->len) < 0) {
+                req_free(r);
+                break;
+            }
+        }
+        if (chan_buffered(&c->chan) >= NBD_REQUEST_SIZE && c->srv->workers > 0 &&
+            enqueue(c, r) == 0)
+            continue;
+        nbd_cmd_run(c, r);
+        req_free(r);
+    }
+    /* Finish what is queued (replies still go out unless the stream broke),
+     * then let the workers go. */
+    pthread_mutex_lock(&c->qlock);
+    c->closing = true;
+    pthread_cond_broadcast(&c->qwork);
+    pthread_mutex_unlock(&c->qlock);
+    for (unsigned i = 0; i < c->nworkers; i++)
+        pthread_join(c->worker_threads[i], NULL);
+    free(c->worker_threads);
+    c->worker_threads = NULL;
+}
