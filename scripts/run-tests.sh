@@ -5,10 +5,11 @@
 #
 # BUILD: every suite except 'long' and 'robust' (MESON_TEST_ARGS overrides
 # the selection).
-# ASAN_BUILD, if given: the unit, io, cli, fuzz and crash suites again under
-# ASan+UBSan (the interop suite there would double the run time for little:
-# it drives the same code through the same commands), and the 'robust' suite
-# (the mutation test, which is there to find memory errors) only there.
+# ASAN_BUILD, if given: the unit, io, cli, fuzz, crash and nbd suites again
+# under ASan+UBSan (the interop suite there would double the run time for
+# little: it drives the same code through the same commands), and the
+# 'robust' suite (the mutation test, which is there to find memory errors)
+# only there.
 # TSAN_BUILD, if given (and not empty): suite 'tsan' (the threaded paths)
 # under ThreadSanitizer.
 # FUZZ_BUILD, if given (and not empty): suite FUZZ_SUITE (default 'fuzz-long',
@@ -58,7 +59,7 @@ suite "$BUILD" ${MESON_TEST_ARGS:---no-suite long --no-suite robust --no-suite t
 if [ -n "$ASAN_BUILD" ]; then
     echo "== the same under ASan+UBSan ($ASAN_BUILD)"
     suite "$ASAN_BUILD" --suite unit --suite io --suite cli --suite fuzz --suite crash \
-        --suite robust
+        --suite robust --suite nbd
 fi
 if [ -n "$TSAN_BUILD" ]; then
     echo "== the threaded paths under TSan ($TSAN_BUILD)"

@@ -385,6 +385,7 @@ cmd_serve(int argc, char **argv)
         .discard = a.discard,
         .detect_zeroes = a.dz,
         .allocation_depth = a.allocation_depth,
+        .multi_conn = a.so.shared > 1,
         .min_block = a.min_block,
         .pref_block = 4096,
     };

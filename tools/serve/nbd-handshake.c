@@ -20,7 +20,9 @@ uint16_t
 export_tflags(const struct nbd_export *e, bool structured)
 {
     uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-                 NBD_FLAG_SEND_CACHE | NBD_FLAG_CAN_MULTI_CONN;
+                 NBD_FLAG_SEND_CACHE;
+    if (e->multi_conn)
+        f |= NBD_FLAG_CAN_MULTI_CONN;
     if (e->readonly)
         f |= NBD_FLAG_READ_ONLY;
     else

@@ -220,11 +220,16 @@ nbd_serve(struct nbd_export *exp, const struct nbd_server_opts *o)
         }
         if (pid > 0) /* the parent: the socket is listening; report the child */
             _exit(o->pid_file && write_pid_file(o->pid_file, pid) < 0 ? 1 : 0);
+        /* Detach from the caller's terminal and pipes (a caller that
+         * captures our output must not wait for the server to end); -v
+         * keeps stderr for its log. */
         setsid();
         int null = open("/dev/null", O_RDWR);
         if (null >= 0) {
             dup2(null, 0);
             dup2(null, 1);
+            if (!o->verbose)
+                dup2(null, 2);
             if (null > 2)
                 close(null);
         }

@@ -35,6 +35,9 @@ struct nbd_export {
     bool discard;              /* --discard=unmap: TRIM deallocates */
     enum detect_zeroes detect_zeroes;
     bool allocation_depth;     /* -A: offer qemu:allocation-depth */
+    bool multi_conn;           /* advertise NBD_FLAG_CAN_MULTI_CONN: only when more
+                                * than one client may connect, or clients that
+                                * open several connections would wait forever */
     uint32_t min_block;        /* NBD_INFO_BLOCK_SIZE */
     uint32_t pref_block;
 };
