@@ -43,8 +43,10 @@ qemu_io_script "$IMG" layout
 cp "$IMG" "$REF"
 cp "$IMG" "$RO"
 
-alive() {   # PID: running and not a zombie
-    [ -r "/proc/$1/status" ] && ! grep -q "^State:[[:space:]]*Z" "/proc/$1/status" 2>/dev/null
+alive() {   # PID: running and not a zombie (nor gone while we looked)
+    local state
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || true
+    [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\).*/\1/p' "/proc/$1/status"; }
@@ -118,7 +120,7 @@ for p in "$SRV" "$RO_SRV"; do
     for _ in $(seq 300); do alive "$p" || break; sleep 0.1; done
     if alive "$p"; then
         problems+=("server $p still running 30 s after SIGTERM")
-        kill -KILL "$p"
+        kill -KILL "$p" 2>/dev/null || true
     fi
     st=0
     wait "$p" || st=$?

@@ -17,12 +17,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nbd-server.h"
 #include "util.h"
 
 #define HANDSHAKE_TIMEOUT_S 10
+#define SHUTDOWN_GRACE_S 5 /* for requests in flight at SIGTERM */
 #define MAX_LISTENERS 8
 
 static volatile sig_atomic_t stop_signal;
@@ -293,8 +295,17 @@ nbd_serve(struct nbd_export *exp, const struct nbd_server_opts *o)
     srv.stopping = true;
     for (struct nbd_conn *c = srv.conns; c; c = c->next)
         chan_stop_reading(&c->chan);
+    /* A client that stopped reading its replies would hold us forever:
+     * after a grace period, cut the remaining streams both ways. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += SHUTDOWN_GRACE_S;
     while (srv.nconns > 0)
-        pthread_cond_wait(&srv.changed, &srv.lock);
+        if (pthread_cond_timedwait(&srv.changed, &srv.lock, &deadline) == ETIMEDOUT) {
+            for (struct nbd_conn *c = srv.conns; c; c = c->next)
+                chan_shutdown(&c->chan);
+            deadline.tv_sec += SHUTDOWN_GRACE_S;
+        }
     pthread_mutex_unlock(&srv.lock);
     pthread_mutex_destroy(&srv.lock);
     pthread_cond_destroy(&srv.changed);
