@@ -6,7 +6,7 @@ BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 MESON_OPTS ?=
 
-.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle clean
+.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd clean
 
 all: build
 
@@ -66,6 +66,10 @@ bench: build
 # Snapshot create/apply/delete, check and commit against qemu-img.
 bench-lifecycle: build
 	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} ./bench/lifecycle.sh $(BUILD)/tools/topcow
+
+# topcow serve against qemu-nbd (and on raw) with fio's nbd engine.
+bench-nbd: build
+	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} ./bench/nbd.sh $(BUILD)/tools/topcow
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)

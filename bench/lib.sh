@@ -59,12 +59,17 @@ run_rounds() {
     done
 }
 
+# Median of the numbers on standard input, one a line.
+median_of() {
+    sort -g | awk '{ v[NR] = $1 }
+        END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }'
+}
+
 # Median over the rounds of the wall time ($2 = wall) or of user + system
 # time ($2 = cpu) of command $1, from hyperfine CSV lines in $3.
 median() {
     awk -F, -v cmd="$1" -v col="$2" '$1 == cmd { print (col == "cpu") ? $5 + $6 : $4 }' "$3" |
-        sort -g | awk '{ v[NR] = $1 }
-            END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; print m }'
+        median_of
 }
 
 # Print one result line for label $1 from its rounds file $1.runs.
