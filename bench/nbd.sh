@@ -46,7 +46,8 @@
 # it, default 1), BENCH_SIZE_MIB (image size, default 1024), BENCH_DIR
 # (parent of the scratch directory, default /dev/shm: the images stay in
 # memory, so the numbers are the servers' and not the disk's),
-# BENCH_TOPCOW_ARGS (extra options for topcow serve, e.g. --workers=8).
+# BENCH_TOPCOW_ARGS (extra options for topcow serve, e.g. --workers=8),
+# BENCH_ONLY (a regex over the configuration labels, e.g. 'qd8-c4').
 # The defaults take about 9.5 minutes: 14 configurations x 3 servers x
 # BENCH_RUNS x (BENCH_RAMP + BENCH_RUNTIME + about 0.4 s).
 set -euo pipefail
@@ -211,8 +212,19 @@ configs=(
     "read 1M 8 1" "read 1M 8 4" "write 1M 8 1" "write 1M 8 4"
     "randread 4k 8 4" "randwrite 4k 8 4"
 )
-servers=(topcow qemu-nbd topcow-raw)
 label() { echo "$1-$2-qd$3-c$4"; }
+# BENCH_ONLY: an extended regex; only configurations whose label matches
+# (e.g. 'qd8-c4' for the targets' row).
+if [ -n "${BENCH_ONLY:-}" ]; then
+    sel=()
+    for c in "${configs[@]}"; do
+        # shellcheck disable=SC2086 # the label's four words
+        label $c | grep -Eq -- "$BENCH_ONLY" && sel+=("$c")
+    done
+    [ ${#sel[@]} -gt 0 ] || { echo "nbd.sh: BENCH_ONLY='$BENCH_ONLY' matches nothing" >&2; exit 1; }
+    configs=("${sel[@]}")
+fi
+servers=(topcow qemu-nbd topcow-raw)
 
 est=$(awk -v n=${#configs[@]} -v r="$RUNS" -v t="$RUNTIME" -v p="$RAMP" \
     'BEGIN { printf "%d", n * 3 * r * (t + p + 0.4) }')

@@ -31,6 +31,8 @@ Q="nbd+unix:///disk?socket=$SCRATCH/q.sock"
 expected_map top.qcow2 > want.map
 nbd_map base:allocation "$T" > got.map
 diff want.map got.map || fail "base:allocation map differs from qemu-img map"
+MAP_TOOL="$TOPCOW map" expected_map top.qcow2 > topcow.map
+diff topcow.map got.map || fail "base:allocation map differs from topcow map"
 [ "$(wc -l < got.map)" -ge 6 ] || fail "map too simple to prove anything: $(cat got.map)"
 nbd_map base:allocation "$Q" > qemu.map
 diff qemu.map got.map || fail "base:allocation map differs from qemu-nbd's"

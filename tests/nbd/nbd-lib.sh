@@ -58,10 +58,11 @@ serve_stop() {
 }
 
 # The base:allocation map (offset length type) that qemu-img map --output=json
-# implies for IMAGE: hole unless data, zero if zero; neighbours merged.
-# This is the map an NBD server must report for the image.
+# (or $MAP_TOOL map, e.g. "topcow map") implies for IMAGE: hole unless data,
+# zero if zero; neighbours merged.  This is the map an NBD server must
+# report for the image.
 expected_map() {
-    qemu-img map -U --output=json "$@" | /usr/bin/python3 -c '
+    ${MAP_TOOL:-qemu-img map} -U --output=json "$@" | /usr/bin/python3 -c '
 import json, sys
 out = []
 for e in json.load(sys.stdin):

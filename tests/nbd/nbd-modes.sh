@@ -52,6 +52,7 @@ port=$((20000 + RANDOM % 20000))
 ok "$TOPCOW" serve --fork --pid-file "$SCRATCH/pid" -t -p "$port" -f qcow2 img.qcow2
 p=$(cat "$SCRATCH/pid")
 kill -0 "$p" || fail "--fork: no process $p"
+SERVE_PID[fork]=$p   # killed at exit if a check below fails
 nbdinfo "nbd://127.0.0.1:$port" | grep -q 'export-size: 33554432' ||
     fail "TCP export on 127.0.0.1:$port"
 ss -ltn 2>/dev/null | grep ":$port " | grep -q '127.0.0.1' ||
@@ -59,6 +60,7 @@ ss -ltn 2>/dev/null | grep ":$port " | grep -q '127.0.0.1' ||
 kill -TERM "$p"
 for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$p" 2>/dev/null && fail "--fork server ignored SIGTERM"
+unset 'SERVE_PID[fork]'
 [ ! -e "$SCRATCH/pid" ] || fail "pid file left behind"
 
 # ---- --detect-zeroes ----------------------------------------------------------------------

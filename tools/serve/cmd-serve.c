@@ -376,7 +376,10 @@ cmd_serve(int argc, char **argv)
         nbd_tls_free(a.so.tls);
         return 1;
     }
+    struct topcow_info info = { .struct_size = sizeof info };
+    topcow_image_get_info(img, &info);
     struct nbd_export exp = {
+        .sparse_reads = info.format && !strcmp(info.format, "qcow2"),
         .img = img,
         .name = a.export_name,
         .description = a.description,
@@ -386,6 +389,7 @@ cmd_serve(int argc, char **argv)
         .detect_zeroes = a.dz,
         .allocation_depth = a.allocation_depth,
         .multi_conn = a.so.shared > 1,
+        .direct = (a.open_flags & TOPCOW_OPEN_DIRECT) != 0,
         .min_block = a.min_block,
         .pref_block = 4096,
     };

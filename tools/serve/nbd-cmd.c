@@ -194,7 +194,8 @@ cmd_read(struct nbd_conn *c, const struct nbd_req *r)
     if (!buf)
         return nbd_cmd_reply_error(c, r, NBD_ENOMEM);
     int ret;
-    if (c->structured && r->len >= SPARSE_READ_MIN && !(r->flags & NBD_CMD_FLAG_DF)) {
+    if (c->structured && c->exp->sparse_reads && r->len >= SPARSE_READ_MIN &&
+        !(r->flags & NBD_CMD_FLAG_DF)) {
         ret = read_sparse(c, r, buf);
     } else {
         int e = topcow_image_pread(c->exp->img, buf, r->len, r->offset);

@@ -182,11 +182,17 @@ accept_one(struct nbd_server *srv, int lfd)
 }
 
 static unsigned
-default_workers(void)
+online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    n = n < 1 ? 1 : n;
-    return (unsigned)(n * 2 > 16 ? 16 : n * 2 < 4 ? 4 : n * 2);
+    return n < 1 ? 1 : (unsigned)n;
+}
+
+static unsigned
+default_workers(void)
+{
+    unsigned n = online_cpus() * 2;
+    return n > 16 ? 16 : n < 4 ? 4 : n;
 }
 
 static int

@@ -38,6 +38,10 @@ struct nbd_export {
     bool multi_conn;           /* advertise NBD_FLAG_CAN_MULTI_CONN: only when more
                                 * than one client may connect, or clients that
                                 * open several connections would wait forever */
+    bool sparse_reads;         /* long reads send zero runs as holes, found with
+                                * block status: only where that is a metadata
+                                * lookup (qcow2), not a file system walk (raw) */
+    bool direct;               /* --cache=none/directsync: I/O waits on the device */
     uint32_t min_block;        /* NBD_INFO_BLOCK_SIZE */
     uint32_t pref_block;
 };
@@ -106,6 +110,7 @@ struct nbd_conn {
     unsigned queued;                  /* requests queued or running on workers */
     uint64_t queued_bytes;            /* their payload and reply buffers */
     unsigned nworkers, idle_workers;
+    _Atomic uint64_t run_ns;          /* moving average of a request's run time */
     pthread_t *worker_threads;
     bool closing;
 };
