@@ -50,8 +50,7 @@ export MTOOLS_SKIP_CHECK=1
 
 server_pid() { [ -s "$pidf" ] && cat "$pidf"; }
 cleanup() {
-    local pid
-    pid=$(server_pid) || true
+    local pid=${srv_pid:-}
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
         kill "$pid" 2>/dev/null || true
     fi
@@ -78,7 +77,8 @@ kernel=$(sed -n 's/^kernel=//p' "$dir/guest.info")
 "${server[@]}" -f qcow2 -k "$sock" --fork --pid-file "$pidf" "$img" 2>"$SCRATCH/server.err" ||
     { cat "$SCRATCH/server.err" >&2; fail "${server[*]} did not start"; }
 [ -S "$sock" ] || fail "${server[*]}: no socket $sock"
-[ -n "$(server_pid)" ] || fail "${server[*]}: no pid in $pidf"
+# The pid, read now: a server may remove its pid file when it exits.
+srv_pid=$(server_pid) || fail "${server[*]}: no pid in $pidf"
 
 # Boot.  -no-reboot turns a guest panic (panic=1) into an exit as well, so
 # success is judged by the markers, not by QEMU's exit status.
@@ -102,7 +102,7 @@ grep -aq "^TOPCOW-GUEST-DONE token=$token" "$log" || { show_log; fail "the guest
 echo "guest ($kernel) booted, wrote and powered off in ${secs}s" >&2
 
 # The server has no -t: it exits by itself once QEMU has disconnected.
-pid=$(server_pid)
+pid=$srv_pid
 i=0
 while kill -0 "$pid" 2>/dev/null; do
     i=$((i + 1))
