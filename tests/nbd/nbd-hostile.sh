@@ -43,9 +43,10 @@ qemu_io_script "$IMG" layout
 cp "$IMG" "$REF"
 cp "$IMG" "$RO"
 
-alive() {   # PID: running and not a zombie (nor gone while we looked)
+alive() {   # PID: not gone, not a zombie (stopped counts: LeakSanitizer's exit check
+            # traces the process, state t)
     local state
-    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || true
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Za-z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || true
     [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 fds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 | wc -l; }
