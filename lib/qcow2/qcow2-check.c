@@ -455,7 +455,14 @@ compare_refcounts(struct walk *w, enum cmp_mode mode, bool fix_leaks, bool fix_a
                 rc, ref);
             /* Safe at once: a leaked cluster is referenced by nothing, and a
              * raised refcount only protects what is referenced. */
-            r = qcow2_refcount_update(s, i << s->cluster_bits, 1, (int64_t)(ref - rc));
+            /* In steps an int64_t delta can carry: 64-bit refcounts can be
+             * more than INT64_MAX apart. */
+            for (uint64_t cur = rc; r == 0 && cur != ref;) {
+                uint64_t d = MIN(ref > cur ? ref - cur : cur - ref, (uint64_t)INT64_MAX);
+                r = qcow2_refcount_update(s, i << s->cluster_bits, 1,
+                                          ref > cur ? (int64_t)d : -(int64_t)d);
+                cur = ref > cur ? cur + d : cur - d;
+            }
             if (mode == CMP_FIX && leak)
                 res->leaks_fixed++;
             else if (mode == CMP_FIX)

@@ -316,7 +316,8 @@ qcow2_refcount_update(struct qcow2_state *s, uint64_t offset, uint64_t n, int64_
         }
         for (uint64_t k = 0; k < chunk; k++) {
             uint64_t old = qcow2_rb_get(s, block, i + k), v;
-            if (delta < 0 && old < (uint64_t)-delta) {
+            /* The magnitude of @delta, computed unsigned: -INT64_MIN overflows. */
+            if (delta < 0 && old < (uint64_t)0 - (uint64_t)delta) {
                 qcow2_cache_put(s->rb_cache, block);
                 return qcow2_signal_corruption(s, "refcount of cluster %" PRIu64
                                                   " would drop below zero",
