@@ -202,6 +202,26 @@ optlist_free(struct optlist *ol)
 }
 
 int
+parse_cache_mode(const char *mode, unsigned *flags)
+{
+    unsigned f;
+    if (!strcmp(mode, "none") || !strcmp(mode, "off"))
+        f = TOPCOW_OPEN_DIRECT;
+    else if (!strcmp(mode, "directsync"))
+        f = TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_WRITETHROUGH;
+    else if (!strcmp(mode, "writeback"))
+        f = 0;
+    else if (!strcmp(mode, "writethrough"))
+        f = TOPCOW_OPEN_WRITETHROUGH;
+    else if (!strcmp(mode, "unsafe"))
+        f = TOPCOW_OPEN_UNSAFE;
+    else
+        return -1;
+    *flags = (*flags & ~OPEN_CACHE_FLAGS) | f;
+    return 0;
+}
+
+int
 parse_bool(const char *s, bool *out)
 {
     if (!strcmp(s, "on") || !strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1"))
@@ -216,8 +236,16 @@ parse_bool(const char *s, bool *out)
 struct topcow_image *
 open_image_path(const char *path, const char *format, unsigned flags, const char *secret_id)
 {
+    return open_image_snapshot(path, format, flags, secret_id, NULL);
+}
+
+struct topcow_image *
+open_image_snapshot(const char *path, const char *format, unsigned flags, const char *secret_id,
+                    const char *snapshot)
+{
     struct topcow_open_opts o = TOPCOW_OPEN_OPTS_INIT;
     o.format = format;
+    o.snapshot = snapshot;
     o.flags = flags & ~OPEN_NEED_KEY;
     if (secret_id && !(o.secret = secret_lookup(secret_id, &o.secret_len)))
         return NULL;

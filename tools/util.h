@@ -47,6 +47,14 @@ bool optlist_has(const struct optlist *ol, const char *key);
 const char *optlist_unused(const struct optlist *ol);
 void optlist_free(struct optlist *ol);
 
+/* The TOPCOW_OPEN_* bits a qemu cache mode sets. */
+#define OPEN_CACHE_FLAGS (TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_UNSAFE | TOPCOW_OPEN_WRITETHROUGH)
+
+/* Parse a qemu cache mode (none or off, directsync, writeback, writethrough,
+ * unsafe) into TOPCOW_OPEN_* bits, replacing the OPEN_CACHE_FLAGS of
+ * *@flags.  Returns 0, or -1 for an unknown mode (nothing printed). */
+int parse_cache_mode(const char *mode, unsigned *flags);
+
 /* Parse "on"/"off" (also yes/no, true/false, 1/0).  Returns 0 or -1. */
 int parse_bool(const char *s, bool *out);
 
@@ -60,6 +68,10 @@ struct topcow_image *open_image(const char *path, const char *format, unsigned f
  * the --object secret @secret_id when not NULL. */
 struct topcow_image *open_image_path(const char *path, const char *format, unsigned flags,
                                      const char *secret_id);
+/* The same, read-only at internal snapshot @snapshot (id or name; NULL:
+ * the current state). */
+struct topcow_image *open_image_snapshot(const char *path, const char *format, unsigned flags,
+                                         const char *secret_id, const char *snapshot);
 
 /* A -l argument (qemu-img measure, qemu-nbd): "ID_OR_NAME", or
  * "snapshot.id=ID" / "snapshot.name=NAME" (comma separated; the id wins

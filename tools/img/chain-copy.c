@@ -333,24 +333,6 @@ chain_copy_run(const struct chain_job *job)
 
 /* ---- helpers shared by commit and rebase -------------------------------- */
 
-int
-chain_parse_cache(const char *mode, unsigned *flags)
-{
-    if (!strcmp(mode, "none") || !strcmp(mode, "off"))
-        *flags = TOPCOW_OPEN_DIRECT;
-    else if (!strcmp(mode, "directsync"))
-        *flags = TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_WRITETHROUGH;
-    else if (!strcmp(mode, "writethrough"))
-        *flags = TOPCOW_OPEN_WRITETHROUGH;
-    else if (!strcmp(mode, "writeback"))
-        *flags = 0;
-    else if (!strcmp(mode, "unsafe"))
-        *flags = TOPCOW_OPEN_UNSAFE;
-    else
-        return -1;
-    return 0;
-}
-
 bool
 chain_format_known(const char *name)
 {

@@ -79,9 +79,6 @@ int chain_pread(struct chain_unit *u, struct topcow_image *img, void *buf, size_
  * failed operation and offset. */
 int chain_copy_run(const struct chain_job *job);
 
-/* Map a qemu cache mode name to TOPCOW_OPEN_* flags.  Returns 0 or -1. */
-int chain_parse_cache(const char *mode, unsigned *flags);
-
 /* Whether topcow can open images of format @name (qemu-img accepts more
  * names; a backing format topcow cannot read is refused up front). */
 bool chain_format_known(const char *name);

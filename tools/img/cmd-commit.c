@@ -187,7 +187,7 @@ cmd_commit(int argc, char **argv)
         case 'h': help(); return 0;
         case 'f': fmt = optarg; break;
         case 't':
-            if (chain_parse_cache(optarg, &cache) < 0)
+            if (parse_cache_mode(optarg, &cache) < 0)
                 die("Invalid cache option: %s", optarg);
             break;
         case 'b':

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "buf-scan.h"
 #include "convert.h"
 #include "util.h"
 
@@ -330,21 +331,6 @@ run(struct compare *c)
     return r;
 }
 
-/* Map a qemu cache mode to open flags: only "none" (and directsync) change
- * how images are read.  Returns 0 or -1. */
-static int
-parse_cache(const char *mode, unsigned *flags)
-{
-    if (!strcmp(mode, "none") || !strcmp(mode, "directsync"))
-        *flags = TOPCOW_OPEN_DIRECT;
-    else if (!strcmp(mode, "writeback") || !strcmp(mode, "writethrough") ||
-             !strcmp(mode, "unsafe"))
-        *flags = 0;
-    else
-        return -1;
-    return 0;
-}
-
 int
 cmd_compare(int argc, char **argv)
 {
@@ -362,7 +348,7 @@ cmd_compare(int argc, char **argv)
         case 'f': fmt[0] = optarg; break;
         case 'F': fmt[1] = optarg; break;
         case 'T':
-            if (parse_cache(optarg, &cache) < 0) {
+            if (parse_cache_mode(optarg, &cache) < 0) {
                 error_msg("Invalid source cache option: %s", optarg);
                 return 2;
             }

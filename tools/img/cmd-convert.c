@@ -64,25 +64,6 @@ help(void)
            "  -q               quiet\n");
 }
 
-/* Map a qemu cache mode name to open flags.  Returns 0 or -1. */
-static int
-parse_cache(const char *mode, unsigned *flags)
-{
-    if (!strcmp(mode, "none"))
-        *flags = TOPCOW_OPEN_DIRECT;
-    else if (!strcmp(mode, "directsync"))
-        *flags = TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_WRITETHROUGH;
-    else if (!strcmp(mode, "writethrough"))
-        *flags = TOPCOW_OPEN_WRITETHROUGH;
-    else if (!strcmp(mode, "writeback"))
-        *flags = 0;
-    else if (!strcmp(mode, "unsafe"))
-        *flags = TOPCOW_OPEN_UNSAFE;
-    else
-        return -1;
-    return 0;
-}
-
 /* qemu-img -p: percentages, printed when they moved by at least 1%. */
 struct progress {
     double shown;
@@ -220,13 +201,13 @@ parse_args(int argc, char **argv, struct options *o)
         case 'W': o->out_of_order = true; break;
         case 'U': o->force_share = true; break;
         case 't':
-            if (parse_cache(optarg, &o->dst_flags) < 0) {
+            if (parse_cache_mode(optarg, &o->dst_flags) < 0) {
                 error_msg("Invalid cache option: %s", optarg);
                 return -1;
             }
             break;
         case 'T':
-            if (parse_cache(optarg, &o->src_flags) < 0) {
+            if (parse_cache_mode(optarg, &o->src_flags) < 0) {
                 error_msg("Invalid source cache option: %s", optarg);
                 return -1;
             }

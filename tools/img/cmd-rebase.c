@@ -15,7 +15,7 @@
 
 #include "chain-copy.h"
 #include "commands.h"
-#include "convert.h"
+#include "buf-scan.h"
 #include "util.h"
 
 #define REBASE_WORKERS 4
@@ -195,11 +195,11 @@ cmd_rebase(int argc, char **argv)
         case 'u': unsafe = true; break;
         case 'p': progress = true; break;
         case 't':
-            if (chain_parse_cache(optarg, &cache) < 0)
+            if (parse_cache_mode(optarg, &cache) < 0)
                 die("Invalid cache option: %s", optarg);
             break;
         case 'T':
-            if (chain_parse_cache(optarg, &src_cache) < 0)
+            if (parse_cache_mode(optarg, &src_cache) < 0)
                 die("Invalid source cache option: %s", optarg);
             break;
         case 'q': quiet = true; break;

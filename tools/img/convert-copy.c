@@ -31,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "buf-scan.h"
 #include "convert.h"
 #include "util.h"
 

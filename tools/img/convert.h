@@ -61,13 +61,4 @@ struct convert_job {
  * what became of the output). */
 int convert_run(const struct convert_job *job, char *msg, size_t msglen);
 
-/* Whether @len bytes at @p are all zero. */
-bool buf_is_zero(const void *p, size_t len);
-
-/* The index of the first non-zero byte of @p, or @len if there is none. */
-size_t buf_first_nonzero(const void *p, size_t len);
-
-/* The index of the first byte where @a and @b differ, or @len. */
-size_t buf_first_diff(const void *a, const void *b, size_t len);
-
 #endif

@@ -17,28 +17,6 @@
 #include "secrets.h"
 #include "util.h"
 
-#define CACHE_FLAGS (TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_UNSAFE | TOPCOW_OPEN_WRITETHROUGH)
-
-int
-io_parse_cache_mode(const char *mode, unsigned *flags)
-{
-    unsigned f;
-    if (!strcmp(mode, "none") || !strcmp(mode, "off"))
-        f = TOPCOW_OPEN_DIRECT;
-    else if (!strcmp(mode, "directsync"))
-        f = TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_WRITETHROUGH;
-    else if (!strcmp(mode, "writeback"))
-        f = 0;
-    else if (!strcmp(mode, "writethrough"))
-        f = TOPCOW_OPEN_WRITETHROUGH;
-    else if (!strcmp(mode, "unsafe"))
-        f = TOPCOW_OPEN_UNSAFE;
-    else
-        return -1;
-    *flags = (*flags & ~CACHE_FLAGS) | f;
-    return 0;
-}
-
 int
 io_parse_discard_mode(const char *mode, bool *discard)
 {
@@ -218,10 +196,10 @@ cmd_io(int argc, char **argv)
         case 'f': req.format = optarg; break;
         case 'r': req.flags |= TOPCOW_OPEN_RDONLY; break;
         case 'l': req.snapshot = optarg; break;
-        case 'n': req.flags = (req.flags & ~CACHE_FLAGS) | TOPCOW_OPEN_DIRECT; break;
+        case 'n': req.flags = (req.flags & ~OPEN_CACHE_FLAGS) | TOPCOW_OPEN_DIRECT; break;
         case 'U': req.flags |= TOPCOW_OPEN_FORCE_SHARE; break;
         case 't':
-            if (io_parse_cache_mode(optarg, &req.flags) < 0) {
+            if (parse_cache_mode(optarg, &req.flags) < 0) {
                 error_msg("Invalid cache option: %s", optarg);
                 goto out;
             }

@@ -287,7 +287,7 @@ cmd_open(struct io_shell *sh, const struct io_cmd *self, int argc, char **argv)
         case 'k': break;
         case 'U': force_share = true; break;
         case 't':
-            if (io_parse_cache_mode(optarg, &cache) < 0) {
+            if (parse_cache_mode(optarg, &cache) < 0) {
                 error_msg("Invalid cache option: %s", optarg);
                 goto out;
             }
@@ -362,7 +362,7 @@ cmd_reopen(struct io_shell *sh, const struct io_cmd *self, int argc, char **argv
         switch (c) {
         case 'c': {
             unsigned cache = flags;
-            if (io_parse_cache_mode(optarg, &cache) < 0) {
+            if (parse_cache_mode(optarg, &cache) < 0) {
                 error_msg("Invalid cache option: %s", optarg);
                 return -EINVAL;
             }

@@ -46,10 +46,6 @@ int io_shell_open(struct io_shell *sh, const char *path, const struct io_open_re
 /* Close the open image, if any.  Returns 0 or the -errno of the final flush. */
 int io_shell_close(struct io_shell *sh);
 
-/* Parse qemu's cache mode names into TOPCOW_OPEN_* bits (replacing the cache
- * bits of *@flags).  Returns 0, or -1 for an unknown mode (nothing printed). */
-int io_parse_cache_mode(const char *mode, unsigned *flags);
-
 /* Parse a discard mode: ignore/off -> false, unmap/on -> true.  0 or -1. */
 int io_parse_discard_mode(const char *mode, bool *discard);
 

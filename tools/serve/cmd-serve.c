@@ -79,25 +79,15 @@ struct serve_args {
     struct nbd_server_opts so;
 };
 
+/* --cache / -n: the open flags, and the block size O_DIRECT needs. */
 static int
 parse_cache(const char *mode, struct serve_args *a)
 {
-    a->open_flags &= ~(TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_WRITETHROUGH | TOPCOW_OPEN_UNSAFE);
-    a->min_block = 1;
-    if (!strcmp(mode, "none") || !strcmp(mode, "off")) {
-        a->open_flags |= TOPCOW_OPEN_DIRECT;
-        a->min_block = 512;
-    } else if (!strcmp(mode, "directsync")) {
-        a->open_flags |= TOPCOW_OPEN_DIRECT | TOPCOW_OPEN_WRITETHROUGH;
-        a->min_block = 512;
-    } else if (!strcmp(mode, "writethrough")) {
-        a->open_flags |= TOPCOW_OPEN_WRITETHROUGH;
-    } else if (!strcmp(mode, "unsafe")) {
-        a->open_flags |= TOPCOW_OPEN_UNSAFE;
-    } else if (strcmp(mode, "writeback")) {
+    if (parse_cache_mode(mode, &a->open_flags) < 0) {
         error_msg("Invalid cache mode '%s'", mode);
         return -1;
     }
+    a->min_block = (a->open_flags & TOPCOW_OPEN_DIRECT) ? 512 : 1;
     return 0;
 }
 
@@ -327,24 +317,10 @@ open_export_image(struct serve_args *a)
         }
     } else if (a->snapshot) {
         char *id = snapshot_param_id(a->snapshot);
-        struct topcow_open_opts o = TOPCOW_OPEN_OPTS_INIT;
-        o.format = fmt;
-        o.flags = flags & ~OPEN_NEED_KEY;
-        o.snapshot = id;
-        bool locked = false;
-        if (spec.key_secret && !(o.secret = secret_lookup(spec.key_secret, &o.secret_len))) {
-            /* message printed */
-        } else if (!id) {
+        if (!id)
             error_msg("Invalid snapshot '%s'", a->snapshot);
-        } else if (open_or_prompt(&img, spec.path, &o, &locked) < 0) {
-            error_msg("Failed to load snapshot '%s': %s", a->snapshot, topcow_last_error());
-            img = NULL;
-        } else if (locked) {
-            error_msg("Could not open '%s': Parameter 'encrypt.key-secret' is required for "
-                      "cipher", spec.path);
-            topcow_image_close(img);
-            img = NULL;
-        }
+        else
+            img = open_image_snapshot(spec.path, fmt, flags, spec.key_secret, id);
         free(id);
     } else {
         img = open_image_path(spec.path, fmt, flags, spec.key_secret);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf-scan.h"
 #include "minmax.h"
 #include "nbd-proto.h"
 #include "nbd-server.h"
@@ -148,41 +149,45 @@ send_done(struct nbd_conn *c, const struct nbd_req *r)
     return send_iov(c, &v, 1);
 }
 
-/* A long structured read: runs that read as zeros go out as holes, the rest
- * as data read run by run. */
+/* Send guest bytes [@from, @to) of a sparse read as a hole or as data (read
+ * into the matching part of @buf).  Returns 0 to go on, 1 when an error
+ * reply ended the request, -1 when the stream broke. */
+static int
+send_run(struct nbd_conn *c, const struct nbd_req *r, uint8_t *buf, uint64_t from, uint64_t to,
+         bool zero)
+{
+    if (zero)
+        return send_hole_chunk(c, r, from, (uint32_t)(to - from));
+    uint8_t *p = buf + (from - r->offset);
+    int e = topcow_image_pread(c->exp->img, p, to - from, from);
+    if (e < 0)
+        return reply_errno(c, r, e) < 0 ? -1 : 1;
+    return send_data_chunk(c, r, 0, from, p, to - from);
+}
+
+/* A long structured read: one walk over the block status; runs that read as
+ * zeros go out as holes, the rest as data, read run by run. */
 static int
 read_sparse(struct nbd_conn *c, const struct nbd_req *r, uint8_t *buf)
 {
-    struct topcow_image *img = c->exp->img;
-    uint64_t pos = r->offset, end = r->offset + r->len;
-    while (pos < end) {
+    uint64_t end = r->offset + r->len, run = r->offset; /* the pending run starts at run */
+    bool zero = false;
+    for (uint64_t pos = r->offset; pos < end;) {
         struct topcow_extent ext;
-        int e = topcow_image_block_status(img, pos, end - pos, 0, &ext);
+        int e = topcow_image_block_status(c->exp->img, pos, end - pos, 0, &ext);
         if (e < 0)
             return reply_errno(c, r, e);
-        bool zero = ext.flags & TOPCOW_EXTENT_ZERO;
-        uint64_t run = MIN(ext.length, end - pos);
-        /* Extend the run over neighbours of the same kind. */
-        while (pos + run < end) {
-            e = topcow_image_block_status(img, pos + run, end - pos - run, 0, &ext);
-            if (e < 0 || !(ext.flags & TOPCOW_EXTENT_ZERO) != !zero)
-                break;
-            run += MIN(ext.length, end - pos - run);
+        bool z = ext.flags & TOPCOW_EXTENT_ZERO;
+        if (pos > run && z != zero) {
+            if ((e = send_run(c, r, buf, run, pos, zero)) != 0)
+                return e < 0 ? -1 : 0;
+            run = pos;
         }
-        if (zero) {
-            if (send_hole_chunk(c, r, pos, (uint32_t)run) < 0)
-                return -1;
-        } else {
-            uint8_t *p = buf + (pos - r->offset);
-            e = topcow_image_pread(img, p, run, pos);
-            if (e < 0)
-                return reply_errno(c, r, e);
-            if (send_data_chunk(c, r, 0, pos, p, run) < 0)
-                return -1;
-        }
-        pos += run;
+        zero = z;
+        pos += MIN(ext.length, end - pos);
     }
-    return send_done(c, r);
+    int e = send_run(c, r, buf, run, end, zero);
+    return e != 0 ? (e < 0 ? -1 : 0) : send_done(c, r);
 }
 
 static int
@@ -214,20 +219,13 @@ cmd_read(struct nbd_conn *c, const struct nbd_req *r)
     return ret;
 }
 
-static bool
-all_zero(const void *p, size_t len)
-{
-    const uint8_t *b = p;
-    return len == 0 || (b[0] == 0 && !memcmp(b, b + 1, len - 1));
-}
-
 static int
 cmd_write(struct nbd_conn *c, const struct nbd_req *r)
 {
     struct nbd_export *e = c->exp;
     unsigned fua = (r->flags & NBD_CMD_FLAG_FUA) ? TOPCOW_WRITE_FUA : 0;
     int err;
-    if (e->detect_zeroes != DETECT_ZEROES_OFF && all_zero(r->payload, r->len)) {
+    if (e->detect_zeroes != DETECT_ZEROES_OFF && buf_is_zero(r->payload, r->len)) {
         unsigned zf = fua;
         if (e->detect_zeroes == DETECT_ZEROES_UNMAP && e->discard)
             zf |= TOPCOW_ZERO_MAY_UNMAP;
@@ -328,20 +326,19 @@ send_extents(struct nbd_conn *c, const struct nbd_req *r, struct extents *x, uin
 static int
 cmd_block_status(struct nbd_conn *c, const struct nbd_req *r)
 {
-    if (!c->ctx_base && !c->ctx_depth)
+    if (!c->contexts)
         return nbd_cmd_reply_error(c, r, NBD_EINVAL);
     unsigned max = (r->flags & NBD_CMD_FLAG_REQ_ONE) ? 1 : MAX_EXTENTS;
-    struct extents base = { .id = c->ctx_base, .max = max };
-    struct extents depth = { .id = c->ctx_depth, .max = max };
-    size_t bytes = 4 + 8 * (size_t)max;
+    struct extents x[] = { { .id = NBD_CTX_BASE_ALLOCATION, .max = max },
+                           { .id = NBD_CTX_ALLOCATION_DEPTH, .max = max } };
+    enum { NX = sizeof x / sizeof x[0] };
     int ret = -1;
-    if ((c->ctx_base && !(base.buf = malloc(bytes))) ||
-        (c->ctx_depth && !(depth.buf = malloc(bytes)))) {
-        ret = nbd_cmd_reply_error(c, r, NBD_ENOMEM);
-        goto out;
-    }
-    uint64_t pos = r->offset, end = r->offset + r->len;
-    while (pos < end) {
+    for (unsigned k = 0; k < NX; k++)
+        if ((c->contexts & (1u << x[k].id)) && !(x[k].buf = malloc(4 + 8 * (size_t)max))) {
+            ret = nbd_cmd_reply_error(c, r, NBD_ENOMEM);
+            goto out;
+        }
+    for (uint64_t pos = r->offset, end = r->offset + r->len; pos < end;) {
         struct topcow_extent ext;
         int e = topcow_image_block_status(c->exp->img, pos, end - pos, 0, &ext);
         if (e < 0) {
@@ -349,25 +346,28 @@ cmd_block_status(struct nbd_conn *c, const struct nbd_req *r)
             goto out;
         }
         uint32_t len = (uint32_t)MIN(ext.length, end - pos);
-        uint32_t bflags = (ext.flags & TOPCOW_EXTENT_DATA ? 0 : NBD_STATE_HOLE) |
-                          (ext.flags & TOPCOW_EXTENT_ZERO ? NBD_STATE_ZERO : 0);
-        uint32_t dval = ext.flags & TOPCOW_EXTENT_ALLOCATED ? ext.depth + 1 : 0;
+        uint32_t value[NX] = {
+            (ext.flags & TOPCOW_EXTENT_DATA ? 0 : NBD_STATE_HOLE) |
+                (ext.flags & TOPCOW_EXTENT_ZERO ? NBD_STATE_ZERO : 0),
+            ext.flags & TOPCOW_EXTENT_ALLOCATED ? ext.depth + 1 : 0,
+        };
         bool room = true;
-        if (c->ctx_base)
-            room &= extents_add(&base, len, bflags);
-        if (c->ctx_depth)
-            room &= extents_add(&depth, len, dval);
+        for (unsigned k = 0; k < NX; k++)
+            if (x[k].buf)
+                room &= extents_add(&x[k], len, value[k]);
         if (!room || (r->flags & NBD_CMD_FLAG_REQ_ONE))
             break; /* the client asks again from where we stopped */
         pos += len;
     }
-    if (c->ctx_base && c->ctx_depth)
-        ret = send_extents(c, r, &base, 0) < 0 ? -1 : send_extents(c, r, &depth, NBD_REPLY_FLAG_DONE);
-    else
-        ret = send_extents(c, r, c->ctx_base ? &base : &depth, NBD_REPLY_FLAG_DONE);
+    /* One chunk per selected context, the last one marked done. */
+    unsigned last = x[1].buf ? 1 : 0;
+    ret = 0;
+    for (unsigned k = 0; k < NX && ret == 0; k++)
+        if (x[k].buf)
+            ret = send_extents(c, r, &x[k], k == last ? NBD_REPLY_FLAG_DONE : 0);
 out:
-    free(base.buf);
-    free(depth.buf);
+    for (unsigned k = 0; k < NX; k++)
+        free(x[k].buf);
     return ret;
 }
 

@@ -132,13 +132,6 @@ enqueue(struct nbd_conn *c, struct nbd_req *r)
     return 0;
 }
 
-static void
-note(const struct nbd_conn *c, const char *why)
-{
-    if (c->srv->opts->verbose)
-        fprintf(stderr, "topcow serve: dropping a client: %s\n", why);
-}
-
 void
 nbd_transmit(struct nbd_conn *c)
 {
@@ -150,7 +143,7 @@ nbd_transmit(struct nbd_conn *c)
         if (chan_read(&c->chan, h, sizeof h) < 0 || atomic_load(&c->broken))
             break;
         if (be32_get(h) != NBD_REQUEST_MAGIC) {
-            note(c, "bad request magic");
+            nbd_note(c, "bad request magic");
             break;
         }
         struct nbd_req *r = calloc(1, sizeof *r);
@@ -169,7 +162,7 @@ nbd_transmit(struct nbd_conn *c)
             /* The payload must be consumed to stay in step with the stream;
              * one larger than we ever accept cannot be, safely. */
             if (r->len > NBD_MAX_PAYLOAD) {
-                note(c, "write payload larger than the maximum");
+                nbd_note(c, "write payload larger than the maximum");
                 free(r);
                 break;
             }

@@ -12,10 +12,6 @@
 #include "nbd-server.h"
 #include "nbd-tls.h"
 
-/* Metadata context ids (any non-zero values would do). */
-#define CTX_BASE_ALLOCATION 1
-#define CTX_ALLOCATION_DEPTH 2
-
 uint16_t
 export_tflags(const struct nbd_export *e, bool structured)
 {
@@ -30,13 +26,6 @@ export_tflags(const struct nbd_export *e, bool structured)
     if (structured)
         f |= NBD_FLAG_SEND_DF;
     return f;
-}
-
-static void
-note(const struct nbd_conn *c, const char *why)
-{
-    if (c->srv->opts->verbose)
-        fprintf(stderr, "topcow serve: dropping a client: %s\n", why);
 }
 
 /* Send an option reply.  Returns 0 or -errno. */
@@ -77,16 +66,31 @@ reply_info(struct nbd_conn *c, uint32_t opt, uint16_t type, const void *data, si
     return reply(c, opt, NBD_REP_INFO, buf, 2 + len);
 }
 
+/* The export name that starts the data of INFO, GO and the META_CONTEXT
+ * options: a 32-bit length, the name, then at least @tail more bytes.
+ * Returns 1 with *@nlen set, or the result of an ERR_INVALID reply (0, or
+ * -errno if it could not be sent). */
+static int
+take_name(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len, uint32_t tail,
+          uint32_t *nlen)
+{
+    if (len < 4 + tail)
+        return reply_err(c, opt, NBD_REP_ERR_INVALID, "option too short");
+    *nlen = be32_get(d);
+    if (*nlen > len - 4 - tail)
+        return reply_err(c, opt, NBD_REP_ERR_INVALID, "name length exceeds the option");
+    return 1;
+}
+
 /* NBD_OPT_INFO / NBD_OPT_GO.  Returns 1 if GO succeeded, 0 to continue
  * negotiating, -errno on a stream error. */
 static int
 opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 {
-    if (len < 6)
-        return reply_err(c, opt, NBD_REP_ERR_INVALID, "option too short");
-    uint32_t nlen = be32_get(d);
-    if (nlen > len - 6)
-        return reply_err(c, opt, NBD_REP_ERR_INVALID, "name length exceeds the option");
+    uint32_t nlen;
+    int r = take_name(c, opt, d, len, 2, &nlen);
+    if (r != 1)
+        return r;
     uint16_t ninfo = be16_get(d + 4 + nlen);
     if ((uint64_t)len != 6ull + nlen + 2ull * ninfo)
         return reply_err(c, opt, NBD_REP_ERR_INVALID, "information requests do not fit");
@@ -97,14 +101,12 @@ opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
         if (be16_get(d + 6 + nlen + 2 * i) == NBD_INFO_NAME)
             want_name = true;
     const struct nbd_export *e = c->exp;
-    uint16_t tflags = export_tflags(e, c->structured);
     uint8_t ex[10], bs[12];
     be64_put(ex, e->size);
-    be16_put(ex + 8, tflags);
+    be16_put(ex + 8, export_tflags(e, c->structured));
     be32_put(bs, e->min_block);
     be32_put(bs + 4, e->pref_block);
     be32_put(bs + 8, NBD_MAX_PAYLOAD);
-    int r;
     if ((r = reply_info(c, opt, NBD_INFO_EXPORT, ex, sizeof ex)) < 0 ||
         (r = reply_info(c, opt, NBD_INFO_BLOCK_SIZE, bs, sizeof bs)) < 0 ||
         (want_name && (r = reply_info(c, opt, NBD_INFO_NAME, e->name, strlen(e->name))) < 0) ||
@@ -112,15 +114,11 @@ opt_info_go(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
                                            strlen(e->description))) < 0) ||
         (r = reply(c, opt, NBD_REP_ACK, NULL, 0)) < 0)
         return r;
-    if (opt == NBD_OPT_GO) {
-        c->tflags = tflags;
-        return 1;
-    }
-    return 0;
+    return opt == NBD_OPT_GO;
 }
 
 /* The contexts query @q (@qlen bytes) selects, as a bit mask of
- * 1 << CTX_*.  @list: for NBD_OPT_LIST_META_CONTEXT (namespace wildcards
+ * 1 << NBD_CTX_*.  @list: for NBD_OPT_LIST_META_CONTEXT (namespace wildcards
  * list every context of the namespace).  -1: the query is malformed. */
 static int
 match_query(const struct nbd_conn *c, const uint8_t *q, uint32_t qlen, bool list)
@@ -128,12 +126,12 @@ match_query(const struct nbd_conn *c, const uint8_t *q, uint32_t qlen, bool list
     const uint8_t *colon = memchr(q, ':', qlen);
     if (!colon)
         return -1;
-    int depth = c->exp->allocation_depth ? 1 << CTX_ALLOCATION_DEPTH : 0;
+    int depth = c->exp->allocation_depth ? 1 << NBD_CTX_ALLOCATION_DEPTH : 0;
 #define IS(s) (qlen == sizeof(s) - 1 && !memcmp(q, s, qlen))
     if (IS("base:allocation"))
-        return 1 << CTX_BASE_ALLOCATION;
+        return 1 << NBD_CTX_BASE_ALLOCATION;
     if (IS("base:"))
-        return list ? 1 << CTX_BASE_ALLOCATION : 0;
+        return list ? 1 << NBD_CTX_BASE_ALLOCATION : 0;
     if (IS("qemu:allocation-depth"))
         return depth;
     if (IS("qemu:"))
@@ -148,14 +146,13 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
 {
     bool set = opt == NBD_OPT_SET_META_CONTEXT;
     if (set)
-        c->ctx_base = c->ctx_depth = 0; /* replaced even when this fails */
+        c->contexts = 0; /* replaced even when this fails */
     if (!c->structured)
         return reply_err(c, opt, NBD_REP_ERR_INVALID, "structured replies not negotiated");
-    if (len < 8)
-        return reply_err(c, opt, NBD_REP_ERR_INVALID, "option too short");
-    uint32_t nlen = be32_get(d);
-    if (nlen > len - 8)
-        return reply_err(c, opt, NBD_REP_ERR_INVALID, "name length exceeds the option");
+    uint32_t nlen;
+    int r = take_name(c, opt, d, len, 4, &nlen);
+    if (r != 1)
+        return r;
     uint32_t nq = be32_get(d + 4 + nlen);
     uint64_t pos = 8ull + nlen;
     int mask = 0;
@@ -177,11 +174,11 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
     if (!is_our_export(c, d + 4, nlen))
         return reply_err(c, opt, NBD_REP_ERR_UNKNOWN, "export not found");
     if (nq == 0 && !set)
-        mask = 1 << CTX_BASE_ALLOCATION |
-               (c->exp->allocation_depth ? 1 << CTX_ALLOCATION_DEPTH : 0);
+        mask = 1 << NBD_CTX_BASE_ALLOCATION |
+               (c->exp->allocation_depth ? 1 << NBD_CTX_ALLOCATION_DEPTH : 0);
     static const struct { uint32_t id; const char *name; } ctxs[] = {
-        { CTX_BASE_ALLOCATION, "base:allocation" },
-        { CTX_ALLOCATION_DEPTH, "qemu:allocation-depth" },
+        { NBD_CTX_BASE_ALLOCATION, "base:allocation" },
+        { NBD_CTX_ALLOCATION_DEPTH, "qemu:allocation-depth" },
     };
     for (size_t i = 0; i < sizeof ctxs / sizeof ctxs[0]; i++) {
         if (!(mask & (1 << ctxs[i].id)))
@@ -190,15 +187,13 @@ opt_meta(struct nbd_conn *c, uint32_t opt, const uint8_t *d, uint32_t len)
         size_t n = strlen(ctxs[i].name);
         be32_put(buf, set ? ctxs[i].id : 0);
         memcpy(buf + 4, ctxs[i].name, n);
-        int r = reply(c, opt, NBD_REP_META_CONTEXT, buf, 4 + n);
-        if (r < 0)
+        if ((r = reply(c, opt, NBD_REP_META_CONTEXT, buf, 4 + n)) < 0)
             return r;
-        if (set && ctxs[i].id == CTX_BASE_ALLOCATION)
-            c->ctx_base = ctxs[i].id;
-        if (set && ctxs[i].id == CTX_ALLOCATION_DEPTH)
-            c->ctx_depth = ctxs[i].id;
     }
-    return reply(c, opt, NBD_REP_ACK, NULL, 0);
+    r = reply(c, opt, NBD_REP_ACK, NULL, 0);
+    if (r == 0 && set)
+        c->contexts = (unsigned)mask;
+    return r;
 }
 
 /* NBD_OPT_EXPORT_NAME: no error reply exists, so a wrong name drops the
@@ -207,13 +202,12 @@ static int
 opt_export_name(struct nbd_conn *c, const uint8_t *d, uint32_t len)
 {
     if (!is_our_export(c, d, len)) {
-        note(c, "NBD_OPT_EXPORT_NAME names an unknown export");
+        nbd_note(c, "NBD_OPT_EXPORT_NAME names an unknown export");
         return -ENOENT;
     }
     uint8_t buf[10 + 124] = { 0 };
-    c->tflags = export_tflags(c->exp, c->structured);
     be64_put(buf, c->exp->size);
-    be16_put(buf + 8, c->tflags);
+    be16_put(buf + 8, export_tflags(c->exp, c->structured));
     int r = chan_write(&c->chan, buf, c->no_zeroes ? 10 : sizeof buf);
     return r < 0 ? r : 1;
 }
@@ -254,7 +248,7 @@ opt_starttls(struct nbd_conn *c, uint32_t len)
         return -EPROTO;
     /* Nothing negotiated in clear text survives the upgrade. */
     c->structured = false;
-    c->ctx_base = c->ctx_depth = 0;
+    c->contexts = 0;
     return 0;
 }
 
@@ -270,7 +264,7 @@ nbd_handshake(struct nbd_conn *c)
         return 0;
     uint32_t cflags = be32_get(cf);
     if (cflags & ~(uint32_t)(NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES)) {
-        note(c, "unknown client flags");
+        nbd_note(c, "unknown client flags");
         return -1;
     }
     c->no_zeroes = cflags & NBD_FLAG_C_NO_ZEROES;
@@ -285,13 +279,13 @@ nbd_handshake(struct nbd_conn *c)
             break;
         }
         if (be64_get(h) != NBD_IHAVEOPT) {
-            note(c, "bad option magic");
+            nbd_note(c, "bad option magic");
             ret = -1;
             break;
         }
         uint32_t opt = be32_get(h + 8), len = be32_get(h + 12);
         if (len > NBD_MAX_OPTION) {
-            note(c, "option too long");
+            nbd_note(c, "option too long");
             ret = -1;
             break;
         }
@@ -303,7 +297,7 @@ nbd_handshake(struct nbd_conn *c)
         }
         if (tls_required && !c->chan.tls && opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT) {
             if (opt == NBD_OPT_EXPORT_NAME) {
-                note(c, "NBD_OPT_EXPORT_NAME without TLS");
+                nbd_note(c, "NBD_OPT_EXPORT_NAME without TLS");
                 ret = 0;
                 break;
             }

@@ -100,6 +100,13 @@ listen_tcp(struct listeners *l, const char *addr, const char *port)
     return 0;
 }
 
+void
+nbd_note(const struct nbd_conn *c, const char *why)
+{
+    if (c->srv->opts->verbose)
+        fprintf(stderr, "topcow serve: dropping a client: %s\n", why);
+}
+
 /* The self-pipe a leaving client writes to, to wake the accept loop. */
 static int wake_pipe[2] = { -1, -1 };
 
@@ -165,7 +172,8 @@ accept_one(struct nbd_server *srv, int lfd)
     srv->conns = c;
     srv->nconns++;
     srv->served++;
-    int e = pthread_create(&c->thread, &attr, conn_main, c);
+    pthread_t reader;
+    int e = pthread_create(&reader, &attr, conn_main, c);
     if (e) {
         srv->conns = c->next;
         srv->nconns--;

@@ -84,6 +84,12 @@ struct nbd_server {
  * ends it.  Returns the exit code (0 for a clean shutdown). */
 int nbd_serve(struct nbd_export *exp, const struct nbd_server_opts *o);
 
+/* Metadata contexts; the value is also the context id on the wire. */
+enum { NBD_CTX_BASE_ALLOCATION = 1, NBD_CTX_ALLOCATION_DEPTH = 2 };
+
+/* With -v, say on stderr why a client is dropped. */
+void nbd_note(const struct nbd_conn *c, const char *why);
+
 /* A negotiated client connection. */
 struct nbd_req;
 struct nbd_conn {
@@ -91,14 +97,11 @@ struct nbd_conn {
     struct nbd_export *exp;
     struct nbd_chan chan;
     struct nbd_conn *next;            /* in srv->conns */
-    pthread_t thread;                 /* the reader (runs handshake, then requests) */
 
     /* Negotiated in the handshake. */
     bool structured;                  /* NBD_OPT_STRUCTURED_REPLY */
     bool no_zeroes;                   /* NBD_FLAG_C_NO_ZEROES */
-    uint32_t ctx_base;                /* base:allocation context id, 0 if not selected */
-    uint32_t ctx_depth;               /* qemu:allocation-depth context id, 0 if not */
-    uint16_t tflags;                  /* transmission flags sent */
+    unsigned contexts;                /* selected metadata contexts, 1 << NBD_CTX_* */
 
     /* Transmission. */
     pthread_mutex_t send_lock;        /* one reply at a time on the stream */

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
-/* Buffer scans for convert and compare: zero detection and first-difference
+/* Buffer scans (see buf-scan.h): zero detection and first-difference
  * search.  Data blocks usually differ from zero in their first word, so the
  * scans test 64-byte blocks (eight words ORed together, which compilers turn
  * into vector code) and only narrow down inside the block that hit. */
 #include <string.h>
 
-#include "convert.h"
+#include <stdint.h>
+
+#include "buf-scan.h"
 
 /* Words are loaded with memcpy: no alignment or aliasing assumptions, and
  * compilers emit plain loads for it. */
