@@ -82,6 +82,30 @@ cmp want.raw out1.raw || fail "nbdcopy (1 connection) read different data"
 nbdcopy --connections=4 --requests=16 "$T" out4.raw
 cmp want.raw out4.raw || fail "nbdcopy (4 connections) read different data"
 ok qemu-img compare -U top.qcow2 "$T"
+# A long read over data and holes comes as data and hole chunks that
+# assemble to the image's bytes; a short one (and one with DF) as one data chunk.
+/usr/bin/python3 - "$(sock t)" want.raw <<'PY' || fail "structured reads with holes"
+import nbd, sys
+h = nbd.NBD()
+h.set_export_name("disk")
+h.connect_unix(sys.argv[1])
+want = open(sys.argv[2], "rb").read()
+def read(off, n, flags=0):
+    chunks, buf = [], bytearray(n)
+    def cb(sub, o, status, err):
+        chunks.append(status)
+        buf[o - off:o - off + len(sub)] = sub
+        return 0
+    h.pread_structured(n, off, cb, flags)
+    assert bytes(buf) == want[off:off + n], "data at %d+%d" % (off, n)
+    return chunks
+c = read(3 << 20, 8 << 20)      # data to 4M, hole, data at 10M
+assert nbd.READ_HOLE in c and nbd.READ_DATA in c, c
+assert read(5 << 20, 1 << 20) == [nbd.READ_HOLE], "a hole-only read"
+assert read(0, 4096) == [nbd.READ_DATA]
+assert read(3 << 20, 8 << 20, nbd.CMD_FLAG_DF) == [nbd.READ_DATA], "DF"
+h.shutdown()
+PY
 kill -TERM $QPID
 wait $QPID || true
 serve_stop t

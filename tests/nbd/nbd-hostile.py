@@ -933,21 +933,27 @@ def handshake_script(name=b''):
     ]
 
 
+def send_handshake_prefix(c, cut):
+    """Send the first cut bytes of the client side of a GO handshake,
+    reading the replies to the options sent whole."""
+    left = cut
+    for msg, opt in handshake_script():
+        part = msg[:left]
+        if part:
+            c.send(part)
+        left -= len(part)
+        if len(part) < len(msg):
+            break
+        if opt is not None:
+            c.opt_final(opt)
+
+
 def truncated_handshake(run, cut, half):
     """Send the first cut bytes of the script (replies read as they come),
     then EOF (half close: the server must close too) or a plain close."""
     with run.conn() as c:
         c.greet()
-        left = cut
-        for msg, opt in handshake_script():
-            part = msg[:left]
-            if part:
-                c.send(part)
-            left -= len(part)
-            if len(part) < len(msg):
-                break
-            if opt is not None:
-                c.opt_final(opt)
+        send_handshake_prefix(c, cut)
         if half:
             c.half_close()
             c.expect_eof('close after EOF at byte %d' % cut)
@@ -1542,17 +1548,7 @@ def storm_one(run, i, rnd, barrier=None):
             if rnd.random() < 0.2:
                 return
             c.greet()
-            cut = rnd.randrange(len(script))
-            left = cut
-            for msg, opt in handshake_script():
-                part = msg[:left]
-                if part:
-                    c.send(part)
-                left -= len(part)
-                if len(part) < len(msg):
-                    break
-                if opt is not None:
-                    c.opt_final(opt)
+            send_handshake_prefix(c, rnd.randrange(len(script)))
         finally:
             c.close()
     else:

@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Shared helpers for the topcow serve tests.  Source after tests/lib.sh.
 #   serve_start NAME [serve options...] FILE   start `topcow serve -k SOCK`
-#       in the background as server NAME; waits for its socket; sets
-#       URI_<NAME> style variables through uri NAME and pid NAME
-#   serve_stop NAME        SIGTERM, wait (30 s at most), require exit 0
-#   uri NAME               prints nbd+unix:///?socket=...
+#       in the background as server NAME and wait for its socket
+#   serve_wait NAME [SECS] / serve_stop NAME [SECS]   wait for it to exit
+#       by itself / after SIGTERM; require status 0 and no sanitizer report
+#   sock NAME, uri NAME    its socket path, its nbd+unix:// URI
+#   expected_map, nbd_map  allocation maps to compare (see below)
 # Every server still running at exit is killed.
 
 declare -A SERVE_PID=()
@@ -14,7 +16,6 @@ trap 'serve_kill_all; cleanup_scratch' EXIT
 
 sock() { echo "$SCRATCH/$1.sock"; }
 uri() { echo "nbd+unix:///?socket=$(sock "$1")"; }
-pid() { echo "${SERVE_PID[$1]}"; }
 
 # Wait until PATH is a socket (10 s), or fail showing LOG.
 wait_socket() {

@@ -24,11 +24,13 @@ ok qemu-io -r -f qcow2 -c 'read -P 0x11 0 8M' img.qcow2
 # ---- -s: writes go to a temporary overlay ----------------------------------------
 sha0=$(sha img.qcow2)
 serve_start s -s -t -f qcow2 img.qcow2
+nbdinfo "$(uri s)" | grep -q 'can_multi_conn: false' ||
+    fail "multi-conn advertised with -e 1 (a client opening more connections would wait)"
 ok qemu-io -f raw -c 'write -P 0x22 1M 1M' "$(uri s)"
 ok qemu-io -f raw -c 'read -P 0x22 1M 1M' -c 'read -P 0x11 0 1M' "$(uri s)"
 serve_stop s
 [ "$(sha img.qcow2)" = "$sha0" ] || fail "-s changed the image"
-ls "${TMPDIR:-/var/tmp}"/topcow-serve-snapshot.* 2>/dev/null | grep -q . &&
+! compgen -G "${TMPDIR:-/var/tmp}/topcow-serve-snapshot.*" >/dev/null ||
     fail "-s left its overlay behind"
 
 # ---- -l: an internal snapshot, read-only ------------------------------------------
@@ -98,6 +100,29 @@ qemu-img info --output=json lz.qcow2 | grep -q '"dirty-flag": false' ||
     fail "the image was not closed clean after SIGTERM: $(qemu-img info lz.qcow2)"
 qemu_check_clean lz.qcow2
 
+# ---- SIGTERM while a client does not read its replies: cut after the grace --------------------------
+serve_start g -t -f qcow2 img.qcow2
+/usr/bin/python3 - "$(sock g)" > idle.log 2>&1 <<'PY' &
+import socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.recv(18)                                               # greeting
+s.sendall(struct.pack(">I", 3))                          # fixed newstyle, no zeroes
+s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, 0)) # EXPORT_NAME ""
+s.recv(10)
+for i in range(64):                                      # 64 MiB of replies nobody reads
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, i, 0, 1 << 20))
+time.sleep(60)
+PY
+IDLE=$!
+sleep 1
+t0=$(date +%s)
+serve_stop g 20
+t=$(( $(date +%s) - t0 ))
+[ "$t" -ge 4 ] || fail "the server did not give in-flight replies their grace ($t s)"
+kill $IDLE 2>/dev/null || true
+wait $IDLE 2>/dev/null || true
+
 # ---- a client killed mid-write ---------------------------------------------------------------------
 serve_start k -t -e 2 -f qcow2 lz.qcow2
 fio --name=w --ioengine=nbd --uri="$(uri k)" --rw=randwrite --bs=64k --iodepth=32 \
@@ -113,10 +138,49 @@ qemu_check_clean lz.qcow2
 # ---- bad command lines: one line each, exit 1 ---------------------------------------------------------
 for args in "-k a.sock -p 10809 img.qcow2" "--cache=bogus img.qcow2" "-e 0 img.qcow2" \
             "-U img.qcow2" "--detect-zeroes=unmap img.qcow2" "-k a.sock nosuch.qcow2" \
-            "-k a.sock" "--tls-creds nope img.qcow2" "-c /dev/nbd0 img.qcow2"; do
+            "-k a.sock" "--tls-creds nope img.qcow2" "-c /dev/nbd0 img.qcow2" \
+            "-k /nonexistent/a.sock img.qcow2" "-k a.sock --pid-file /nonexistent/pid img.qcow2" \
+            "-b 127.0.0.1 -p 70000 img.qcow2"; do
     # shellcheck disable=SC2086
     must_fail "$TOPCOW" serve $args
     [ "$(wc -l <<<"$ERR")" -eq 1 ] || fail "serve $args: not one line: $ERR"
     grep -q '^topcow: ' <<<"$ERR" || fail "serve $args: $ERR"
 done
+TMPDIR=/nonexistent must_fail "$TOPCOW" serve -s -k a.sock img.qcow2
+grep -q "^topcow: Could not create a temporary overlay" <<<"$ERR" || fail "-s without TMPDIR: $ERR"
+[ ! -e a.sock ] || fail "a failed start left its socket"
+
+# ---- an image that cannot be read: an NBD error, and the server goes on ----------------------
+qemu-img create -q -f qcow2 bad.qcow2 4M
+ok qemu-io -f qcow2 -c 'write -P 1 0 64k' -c 'write -P 2 1M 64k' bad.qcow2
+/usr/bin/python3 - bad.qcow2 <<'PY'   # the L2 entry of cluster 0: an unaligned host offset
+import struct, sys
+f = open(sys.argv[1], "r+b")
+h = f.read(72)
+f.seek(struct.unpack(">Q", h[40:48])[0])
+l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+f.seek(l2)
+e = struct.unpack(">Q", f.read(8))[0]
+f.seek(l2)
+f.write(struct.pack(">Q", e | 0x200))
+PY
+serve_start bad -t -r -f qcow2 bad.qcow2
+# Short and long (sparse path) reads, with structured and simple replies:
+# EIO for the bad cluster, the right data next to it.
+/usr/bin/python3 - "$(sock bad)" <<'PY' || fail "reads of an unreadable cluster"
+import nbd, sys
+for structured in (True, False):
+    h = nbd.NBD()
+    h.set_request_structured_replies(structured)
+    h.connect_unix(sys.argv[1])
+    for off, n in ((0, 4096), (0, 2 << 20), (512, 512)):
+        try:
+            h.pread(n, off)
+            sys.exit("read %d+%d of the bad cluster succeeded" % (off, n))
+        except nbd.Error as e:
+            assert e.errnum == 5, e   # EIO
+    assert h.pread(65536, 1 << 20) == b"\x02" * 65536
+    h.shutdown()
+PY
+serve_stop bad
 echo "nbd-modes: ok"
