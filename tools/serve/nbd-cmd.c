@@ -46,16 +46,19 @@ nbd_errno(int e)
     }
 }
 
-/* Send one reply made of @n buffers.  Returns 0, or -1 when the stream is
- * broken (the connection is then shut down so its reader stops). */
+/* Send one reply (or chunk) of @req made of @n buffers, adding the time it
+ * took to req->send_ns.  Returns 0, or -1 when the stream is broken (the
+ * connection is then shut down so its reader stops). */
 static int
-send_iov(struct nbd_conn *c, struct iovec *v, int n)
+send_iov(struct nbd_conn *c, struct nbd_req *req, struct iovec *v, int n)
 {
     if (atomic_load_explicit(&c->broken, memory_order_relaxed))
         return -1;
+    uint64_t t0 = nbd_now_ns();
     pthread_mutex_lock(&c->send_lock);
     int r = chan_writev(&c->chan, v, n);
     pthread_mutex_unlock(&c->send_lock);
+    req->send_ns += nbd_now_ns() - t0;
     if (r < 0) {
         atomic_store(&c->broken, true);
         chan_shutdown(&c->chan);
@@ -84,22 +87,22 @@ chunk_header(uint8_t h[NBD_CHUNK_HEADER_SIZE], uint64_t cookie, uint16_t flags, 
 }
 
 static int
-reply_ok(struct nbd_conn *c, const struct nbd_req *r)
+reply_ok(struct nbd_conn *c, struct nbd_req *r)
 {
     uint8_t h[NBD_SIMPLE_REPLY_SIZE];
     simple_header(h, r->cookie, 0);
     struct iovec v = { h, sizeof h };
-    return send_iov(c, &v, 1);
+    return send_iov(c, r, &v, 1);
 }
 
 int
-nbd_cmd_reply_error(struct nbd_conn *c, const struct nbd_req *r, uint32_t err)
+nbd_cmd_reply_error(struct nbd_conn *c, struct nbd_req *r, uint32_t err)
 {
     if (!c->structured) {
         uint8_t h[NBD_SIMPLE_REPLY_SIZE];
         simple_header(h, r->cookie, err);
         struct iovec v = { h, sizeof h };
-        return send_iov(c, &v, 1);
+        return send_iov(c, r, &v, 1);
     }
     const char *msg = strerror((int)err); /* NBD values are Linux errno values */
     size_t mlen = strlen(msg);
@@ -108,52 +111,52 @@ nbd_cmd_reply_error(struct nbd_conn *c, const struct nbd_req *r, uint32_t err)
     be32_put(h + NBD_CHUNK_HEADER_SIZE, err);
     be16_put(h + NBD_CHUNK_HEADER_SIZE + 4, (uint16_t)mlen);
     struct iovec v[2] = { { h, sizeof h }, { (void *)msg, mlen } };
-    return send_iov(c, v, 2);
+    return send_iov(c, r, v, 2);
 }
 
 static int
-reply_errno(struct nbd_conn *c, const struct nbd_req *r, int e)
+reply_errno(struct nbd_conn *c, struct nbd_req *r, int e)
 {
     return nbd_cmd_reply_error(c, r, nbd_errno(e));
 }
 
 /* An OFFSET_DATA chunk of @len bytes at guest @off. */
 static int
-send_data_chunk(struct nbd_conn *c, const struct nbd_req *r, uint16_t flags, uint64_t off,
+send_data_chunk(struct nbd_conn *c, struct nbd_req *r, uint16_t flags, uint64_t off,
                 const void *data, size_t len)
 {
     uint8_t h[NBD_CHUNK_HEADER_SIZE + 8];
     chunk_header(h, r->cookie, flags, NBD_REPLY_TYPE_OFFSET_DATA, (uint32_t)(8 + len));
     be64_put(h + NBD_CHUNK_HEADER_SIZE, off);
     struct iovec v[2] = { { h, sizeof h }, { (void *)data, len } };
-    return send_iov(c, v, 2);
+    return send_iov(c, r, v, 2);
 }
 
 static int
-send_hole_chunk(struct nbd_conn *c, const struct nbd_req *r, uint64_t off, uint32_t len)
+send_hole_chunk(struct nbd_conn *c, struct nbd_req *r, uint64_t off, uint32_t len)
 {
     uint8_t h[NBD_CHUNK_HEADER_SIZE + 12];
     chunk_header(h, r->cookie, 0, NBD_REPLY_TYPE_OFFSET_HOLE, 12);
     be64_put(h + NBD_CHUNK_HEADER_SIZE, off);
     be32_put(h + NBD_CHUNK_HEADER_SIZE + 8, len);
     struct iovec v = { h, sizeof h };
-    return send_iov(c, &v, 1);
+    return send_iov(c, r, &v, 1);
 }
 
 static int
-send_done(struct nbd_conn *c, const struct nbd_req *r)
+send_done(struct nbd_conn *c, struct nbd_req *r)
 {
     uint8_t h[NBD_CHUNK_HEADER_SIZE];
     chunk_header(h, r->cookie, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, 0);
     struct iovec v = { h, sizeof h };
-    return send_iov(c, &v, 1);
+    return send_iov(c, r, &v, 1);
 }
 
 /* Send guest bytes [@from, @to) of a sparse read as a hole or as data (read
  * into the matching part of @buf).  Returns 0 to go on, 1 when an error
  * reply ended the request, -1 when the stream broke. */
 static int
-send_run(struct nbd_conn *c, const struct nbd_req *r, uint8_t *buf, uint64_t from, uint64_t to,
+send_run(struct nbd_conn *c, struct nbd_req *r, uint8_t *buf, uint64_t from, uint64_t to,
          bool zero)
 {
     if (zero)
@@ -168,7 +171,7 @@ send_run(struct nbd_conn *c, const struct nbd_req *r, uint8_t *buf, uint64_t fro
 /* A long structured read: one walk over the block status; runs that read as
  * zeros go out as holes, the rest as data, read run by run. */
 static int
-read_sparse(struct nbd_conn *c, const struct nbd_req *r, uint8_t *buf)
+read_sparse(struct nbd_conn *c, struct nbd_req *r, uint8_t *buf)
 {
     uint64_t end = r->offset + r->len, run = r->offset; /* the pending run starts at run */
     bool zero = false;
@@ -191,7 +194,7 @@ read_sparse(struct nbd_conn *c, const struct nbd_req *r, uint8_t *buf)
 }
 
 static int
-cmd_read(struct nbd_conn *c, const struct nbd_req *r)
+cmd_read(struct nbd_conn *c, struct nbd_req *r)
 {
     if (r->len == 0)
         return c->structured ? send_done(c, r) : reply_ok(c, r);
@@ -212,7 +215,7 @@ cmd_read(struct nbd_conn *c, const struct nbd_req *r)
             uint8_t h[NBD_SIMPLE_REPLY_SIZE];
             simple_header(h, r->cookie, 0);
             struct iovec v[2] = { { h, sizeof h }, { buf, r->len } };
-            ret = send_iov(c, v, 2);
+            ret = send_iov(c, r, v, 2);
         }
     }
     free(buf);
@@ -220,7 +223,7 @@ cmd_read(struct nbd_conn *c, const struct nbd_req *r)
 }
 
 static int
-cmd_write(struct nbd_conn *c, const struct nbd_req *r)
+cmd_write(struct nbd_conn *c, struct nbd_req *r)
 {
     struct nbd_export *e = c->exp;
     unsigned fua = (r->flags & NBD_CMD_FLAG_FUA) ? TOPCOW_WRITE_FUA : 0;
@@ -237,7 +240,7 @@ cmd_write(struct nbd_conn *c, const struct nbd_req *r)
 }
 
 static int
-cmd_write_zeroes(struct nbd_conn *c, const struct nbd_req *r)
+cmd_write_zeroes(struct nbd_conn *c, struct nbd_req *r)
 {
     struct nbd_export *e = c->exp;
     unsigned f = 0;
@@ -252,7 +255,7 @@ cmd_write_zeroes(struct nbd_conn *c, const struct nbd_req *r)
 }
 
 static int
-cmd_trim(struct nbd_conn *c, const struct nbd_req *r)
+cmd_trim(struct nbd_conn *c, struct nbd_req *r)
 {
     struct nbd_export *e = c->exp;
     if (!e->discard)
@@ -264,7 +267,7 @@ cmd_trim(struct nbd_conn *c, const struct nbd_req *r)
 }
 
 static int
-cmd_flush(struct nbd_conn *c, const struct nbd_req *r)
+cmd_flush(struct nbd_conn *c, struct nbd_req *r)
 {
     int err = topcow_image_flush(c->exp->img); /* a no-op with --cache=unsafe */
     return err < 0 ? reply_errno(c, r, err) : reply_ok(c, r);
@@ -272,7 +275,7 @@ cmd_flush(struct nbd_conn *c, const struct nbd_req *r)
 
 /* Read the range (into the page cache and the metadata caches) and drop it. */
 static int
-cmd_cache(struct nbd_conn *c, const struct nbd_req *r)
+cmd_cache(struct nbd_conn *c, struct nbd_req *r)
 {
     uint8_t *buf = malloc(MIN(r->len, CACHE_CHUNK) + 1);
     if (!buf)
@@ -313,18 +316,18 @@ extents_add(struct extents *x, uint32_t len, uint32_t flags)
 }
 
 static int
-send_extents(struct nbd_conn *c, const struct nbd_req *r, struct extents *x, uint16_t flags)
+send_extents(struct nbd_conn *c, struct nbd_req *r, struct extents *x, uint16_t flags)
 {
     size_t len = 4 + 8 * (size_t)x->n;
     uint8_t h[NBD_CHUNK_HEADER_SIZE];
     chunk_header(h, r->cookie, flags, NBD_REPLY_TYPE_BLOCK_STATUS, (uint32_t)len);
     be32_put(x->buf, x->id);
     struct iovec v[2] = { { h, sizeof h }, { x->buf, len } };
-    return send_iov(c, v, 2);
+    return send_iov(c, r, v, 2);
 }
 
 static int
-cmd_block_status(struct nbd_conn *c, const struct nbd_req *r)
+cmd_block_status(struct nbd_conn *c, struct nbd_req *r)
 {
     if (!c->contexts)
         return nbd_cmd_reply_error(c, r, NBD_EINVAL);

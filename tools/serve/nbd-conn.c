@@ -9,8 +9,8 @@
  * switch, a few microseconds, which pays only when requests take much
  * longer than that: when they wait on the device (O_DIRECT, or reads that
  * miss the page cache) or copy a lot.  So each connection keeps a moving
- * average of its requests' run time, and hands off only when that average
- * is above HANDOFF_MIN_NS (or with O_DIRECT).  A queue depth of one never
+ * average of its requests' run time (sending the reply left out), and hands
+ * off only when that average is above HANDOFF_MIN_NS (or with O_DIRECT).  A queue depth of one never
  * pays a hand-off (the lowest latency, which is how legacy guests issue
  * most of their I/O); small requests served from memory run where they
  * arrive, several connections spreading them over the CPUs; slow ones
@@ -42,22 +42,26 @@ req_free(struct nbd_req *r)
     free(r);
 }
 
-static uint64_t
-now_ns(void)
+uint64_t
+nbd_now_ns(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* Run @r and send its reply; fold its run time into c->run_ns (1/8 weight;
- * concurrent updates may lose one, which an average can afford). */
+/* Run @r and send its reply; fold the time it took, less the time its
+ * reply took to send, into c->run_ns (1/8 weight; concurrent updates may
+ * lose one, which an average can afford).  Sending is left out because it
+ * is no reason to hand off: it waits for the send lock or is preempted by
+ * the client it wakes, and workers would make both worse. */
 static void
 run(struct nbd_conn *c, struct nbd_req *r)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = nbd_now_ns();
     nbd_cmd_run(c, r);
-    uint64_t dt = now_ns() - t0;
+    uint64_t dt = nbd_now_ns() - t0;
+    dt = dt > r->send_ns ? dt - r->send_ns : 0;
     uint64_t avg = atomic_load_explicit(&c->run_ns, memory_order_relaxed);
     atomic_store_explicit(&c->run_ns, avg - avg / 8 + dt / 8, memory_order_relaxed);
 }

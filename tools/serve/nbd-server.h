@@ -134,12 +134,16 @@ struct nbd_req {
     uint64_t cookie, offset;
     uint32_t len;
     void *payload;                    /* WRITE data (len bytes), owned */
+    uint64_t send_ns;                 /* time spent sending its reply */
 };
+
+/* nbd-conn.c: CLOCK_MONOTONIC in nanoseconds. */
+uint64_t nbd_now_ns(void);
 
 /* nbd-cmd.c: execute @r on @c's export and send its reply.  Returns 0, or
  * -1 when the reply could not be sent (the connection is broken). */
 int nbd_cmd_run(struct nbd_conn *c, struct nbd_req *r);
 /* Send an error reply for a request that could not be run at all. */
-int nbd_cmd_reply_error(struct nbd_conn *c, const struct nbd_req *r, uint32_t nbd_err);
+int nbd_cmd_reply_error(struct nbd_conn *c, struct nbd_req *r, uint32_t nbd_err);
 
 #endif
