@@ -138,7 +138,7 @@ enum topcow_compression {
 
 struct topcow_create_opts {
     size_t struct_size;         /* sizeof(struct topcow_create_opts) */
-    const char *format;         /* "qcow2" (default when NULL) or "raw" */
+    const char *format;         /* "qcow2" (default when NULL), "raw", ... */
     uint64_t size;              /* virtual size in bytes; 0 with a backing file
                                  * takes the backing file's size */
     const char *backing_file;   /* as stored in the image (may be relative) */
@@ -168,8 +168,16 @@ struct topcow_create_opts {
     const char *encrypt_ivgen_hash_alg; /* for essiv */
     const char *encrypt_hash_alg;       /* PBKDF2 and anti-forensic hash */
     unsigned encrypt_iter_time_ms;      /* PBKDF2 time per unlock */
+    /* Other formats (NULL / 0 / false selects qemu-img's default).  Each
+     * format appends its own fields below, in a group named after it. */
+    const char *subformat;      /* vmdk, vpc, vhdx: qemu-img's subformat= value */
 };
 #define TOPCOW_CREATE_OPTS_INIT { .struct_size = sizeof(struct topcow_create_opts) }
+
+/* Whether the library knows the image format called @name ("qcow2", "raw",
+ * ...), and whether it can create images of it. */
+TOPCOW_API bool topcow_format_known(const char *name);
+TOPCOW_API bool topcow_format_can_create(const char *name);
 
 /* Create (or overwrite) an image at @path.  Returns 0 or -errno.  Option
  * combinations that qemu-img refuses are refused with the same reasons. */

@@ -20,6 +20,19 @@ format_lookup(const char *name)
     return NULL;
 }
 
+bool
+topcow_format_known(const char *name)
+{
+    return name && format_lookup(name) != NULL;
+}
+
+bool
+topcow_format_can_create(const char *name)
+{
+    const struct format_ops *f = name ? format_lookup(name) : NULL;
+    return f && f->create;
+}
+
 const struct format_ops *
 format_probe(const uint8_t *buf, size_t len)
 {

@@ -333,13 +333,6 @@ chain_copy_run(const struct chain_job *job)
 
 /* ---- helpers shared by commit and rebase -------------------------------- */
 
-bool
-chain_format_known(const char *name)
-{
-    /* The formats the library registers (lib/core/registry.c). */
-    return !strcmp(name, "qcow2") || !strcmp(name, "raw");
-}
-
 char *
 chain_resolve(const char *overlay, const char *name)
 {

@@ -79,10 +79,6 @@ int chain_pread(struct chain_unit *u, struct topcow_image *img, void *buf, size_
  * failed operation and offset. */
 int chain_copy_run(const struct chain_job *job);
 
-/* Whether topcow can open images of format @name (qemu-img accepts more
- * names; a backing format topcow cannot read is refused up front). */
-bool chain_format_known(const char *name);
-
 /* @name as seen from the image @overlay: relative names are relative to
  * the overlay's directory, as qemu resolves backing file names.  Caller
  * frees; NULL when out of memory. */

@@ -236,7 +236,7 @@ check_args(const struct options *o, int nfiles)
         error_msg("Must specify image file name");
         return -1;
     }
-    if (strcmp(o->out_fmt, "raw") && strcmp(o->out_fmt, "qcow2")) {
+    if (!create_format_find(o->out_fmt)) {
         error_msg("Unknown file format '%s'", o->out_fmt);
         return -1;
     }

@@ -17,35 +17,12 @@ help(void)
            "                     [-o OPTIONS] FILENAME [SIZE]\n\n"
            "Create a disk image FILENAME of SIZE bytes (suffixes k, M, G, T, P, E).\n"
            "With a backing file the size defaults to the backing file's.\n\n"
-           "  -f FMT          image format: qcow2 (default) or raw\n"
+           "  -f FMT          image format: qcow2 (default) or raw; see topcow(1) for others\n"
            "  -b FILE         backing file (relative names are relative to FILENAME)\n"
            "  -F FMT          format of the backing file (required with -b, as in qemu-img)\n"
            "  -u              do not open the backing file (trust -F and SIZE)\n"
            "  -o OPTIONS      comma-separated format options; '-o help' lists them\n"
            "  -q              quiet\n");
-}
-
-static void
-options_help(const char *fmt)
-{
-    printf("Supported options:\n");
-    if (!strcmp(fmt, "raw")) {
-        printf("  preallocation=<str>    - Preallocation mode (allowed values: off, falloc, "
-               "full)\n  size=<size>            - Virtual disk size\n");
-        return;
-    }
-    printf("  backing_file=<str>     - File name of a base image\n"
-           "  backing_fmt=<str>      - Image format of the base image\n"
-           "  cluster_size=<size>    - qcow2 cluster size (512 B .. 2 MiB, power of two)\n"
-           "  compat=<str>           - Compatibility level (v2 [0.10] or v3 [1.1])\n"
-           "  compression_type=<str> - Compression method: zlib or zstd\n"
-           "  data_file=<str>        - File name of an external data file\n"
-           "  data_file_raw=<bool>   - The external data file must stay valid as a raw image\n"
-           "  extended_l2=<bool>     - Extended L2 tables (subclusters)\n"
-           "  lazy_refcounts=<bool>  - Postpone refcount updates\n"
-           "  preallocation=<str>    - Preallocation mode (off, metadata, falloc, full)\n"
-           "  refcount_bits=<num>    - Width of a reference count entry in bits\n"
-           "  size=<size>            - Virtual disk size\n");
 }
 
 int
@@ -76,10 +53,12 @@ cmd_create(int argc, char **argv)
         default: return 1;
         }
     }
-    if (strcmp(fmt, "qcow2") && strcmp(fmt, "raw"))
+    const struct create_format *cf = create_format_find(fmt);
+    if (!cf)
         die("Unknown file format '%s'", fmt);
     if (optlist_get(&ol, "help")) {
-        options_help(fmt);
+        printf("Supported options:\n");
+        cf->help();
         optlist_free(&ol);
         return 0;
     }

@@ -213,7 +213,7 @@ cmd_rebase(int argc, char **argv)
         die("Expecting one image file name");
     if (!unsafe && !backing)
         die("Must specify backing file (-b) or use unsafe mode (-u)");
-    if (backing_fmt && !chain_format_known(backing_fmt))
+    if (backing_fmt && !topcow_format_known(backing_fmt))
         die("Invalid format name: '%s'", backing_fmt);
     if (quiet)
         progress = false;
