@@ -295,10 +295,14 @@ vhd_block_status(struct topcow_image *img, uint64_t off, uint64_t len, struct to
     const struct vhd_state *s = img->priv;
     ext->file = img->filename;
     if (s->type == VHD_TYPE_FIXED) {
-        ext->length = len;
-        ext->flags = TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_DATA | TOPCOW_EXTENT_OFFSET_VALID;
+        /* Data stored in place; the file's holes read as zeros (QEMU reports
+         * them as data that reads as zeros, and so do we). */
+        bool is_data;
+        int r = io_block_status(img->file, off, len, &is_data, &ext->length);
+        ext->flags = TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_OFFSET_VALID | TOPCOW_EXTENT_DATA |
+                     (is_data ? 0 : TOPCOW_EXTENT_ZERO);
         ext->host_offset = off;
-        return 0;
+        return r;
     }
     uint32_t idx = (uint32_t)(off / s->block_size);
     uint64_t in_off = off % s->block_size;
@@ -324,10 +328,11 @@ vhd_block_status(struct topcow_image *img, uint64_t off, uint64_t len, struct to
         ext->host_offset = data + in_off;
         return 0;
     }
-    /* A run of unallocated blocks. */
+    /* A run of unallocated blocks: zeros a dynamic disk defines (as QEMU
+     * reports them), or the parent's data for a differencing disk. */
     while (n < len && !block_data(s, (uint32_t)((off + n) / s->block_size)))
         n += MIN(len - n, s->block_size);
     ext->length = n;
-    ext->flags = 0;
+    ext->flags = s->type == VHD_TYPE_DYNAMIC ? TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO : 0;
     return 0;
 }
