@@ -55,8 +55,11 @@ help(void)
         "  -n, --nocache            same as --cache=none\n"
         "      --cache=MODE         none, writeback (default), writethrough,\n"
         "                           directsync or unsafe (flushes do nothing)\n"
-        "      --aio=MODE           threads, native or io_uring (accepted; requests\n"
-        "                           run on worker threads in every mode)\n"
+        "      --aio=MODE           threads (default), native or io_uring: with\n"
+        "                           io_uring, the parts of one read that lie in\n"
+        "                           several places of the file go to the kernel at\n"
+        "                           once (pread where the kernel refuses io_uring);\n"
+        "                           requests run on worker threads in every mode\n"
         "      --discard=MODE       ignore (default: TRIM is a no-op) or unmap\n"
         "                           (TRIM frees clusters, so the image stops growing)\n"
         "      --detect-zeroes=MODE off (default), on (all-zero writes become zero\n"
@@ -75,6 +78,7 @@ struct serve_args {
     bool readonly, temp_overlay, force_share, allocation_depth, discard;
     enum detect_zeroes dz;
     unsigned open_flags;
+    bool aio_uring;
     uint32_t min_block;
     struct nbd_server_opts so;
 };
@@ -196,6 +200,7 @@ parse_args(int argc, char **argv, struct serve_args *a)
                 error_msg("invalid aio mode '%s'", optarg);
                 return -1;
             }
+            a->aio_uring = !strcmp(optarg, "io_uring");
             break;
         case OPT_DISCARD:
             if (!strcmp(optarg, "unmap") || !strcmp(optarg, "on"))
@@ -294,6 +299,8 @@ open_export_image(struct serve_args *a)
         return NULL;
     const char *fmt = spec.driver ? spec.driver : a->fmt;
     unsigned flags = a->open_flags | OPEN_NEED_KEY;
+    if (a->aio_uring)
+        flags |= TOPCOW_OPEN_IO_URING;
     if (a->readonly)
         flags |= TOPCOW_OPEN_RDONLY;
     if (a->force_share)

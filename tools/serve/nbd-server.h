@@ -140,6 +140,12 @@ struct nbd_req {
 /* nbd-conn.c: CLOCK_MONOTONIC in nanoseconds. */
 uint64_t nbd_now_ns(void);
 
+/* nbd-conn.c: a buffer for request data (free() it): with O_DIRECT
+ * (--cache=none, directsync) aligned to NBD_DIRECT_ALIGN, so the image's
+ * file reads and writes it without a bounce buffer. */
+#define NBD_DIRECT_ALIGN 4096
+void *nbd_buf_alloc(const struct nbd_conn *c, size_t len);
+
 /* nbd-cmd.c: execute @r on @c's export and send its reply.  Returns 0, or
  * -1 when the reply could not be sent (the connection is broken). */
 int nbd_cmd_run(struct nbd_conn *c, struct nbd_req *r);
