@@ -49,7 +49,9 @@ struct nbd_export {
 /* Transmission flags for a client that negotiated structured replies or not. */
 uint16_t export_tflags(const struct nbd_export *e, bool structured);
 
-enum tls_mode { TLS_OFF, TLS_REQUIRE };
+/* --tls: off (STARTTLS refused), on (offered; clear text allowed), require
+ * (every option but STARTTLS and ABORT refused until TLS is up). */
+enum tls_mode { TLS_OFF, TLS_ALLOW, TLS_REQUIRE };
 
 struct nbd_server_opts {
     const char *socket_path;   /* -k; NULL: TCP */
