@@ -119,6 +119,17 @@ serve_stop x
 qemu_check_clean img.qcow2
 ok qemu-io -r -f qcow2 -c 'read -P 0x5e 3M 64k' img.qcow2
 
+# verify-peer=off: a client without a certificate gets in (the server still
+# proves itself with its own).
+serve_start xo -t --object \
+    "tls-creds-x509,id=tls0,dir=$SCRATCH/x509/server,endpoint=server,verify-peer=off" \
+    --tls-creds tls0 -f qcow2 img.qcow2
+S=$(sock xo)
+nbdinfo "nbds+unix:///?socket=$S&tls-certificates=$SCRATCH/x509/nocert" > xo.txt 2>&1 ||
+    { cat xo.txt "$SCRATCH/xo.log" >&2; fail "verify-peer=off refused a client without a certificate"; }
+grep -q 'with TLS' xo.txt || fail "verify-peer=off: not TLS: $(cat xo.txt)"
+serve_stop xo
+
 # ---- bad configurations -------------------------------------------------------------
 must_fail "$TOPCOW" serve -k a.sock --object "tls-creds-psk,id=t,dir=$SCRATCH/nowhere" \
     --tls-creds t img.qcow2
