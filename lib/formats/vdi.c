@@ -369,11 +369,22 @@ vdi_block_status(struct topcow_image *img, uint64_t off, uint64_t len,
     }
     ext->length = end - off;
     switch (c) {
-    case BC_DATA:
+    case BC_DATA: {
         ext->flags = TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_DATA | TOPCOW_EXTENT_OFFSET_VALID;
         ext->host_offset = block_host_offset(s, e) + off % bs;
         ext->file = img->filename;
+        /* A hole in the file under an allocated block (a static image's
+         * untouched blocks) reads as zeros, as qemu-img map shows. */
+        bool is_data;
+        uint64_t n;
+        int r = io_block_status(img->file, ext->host_offset, ext->length, &is_data, &n);
+        if (r < 0)
+            return r;
+        ext->length = MIN(ext->length, n);
+        if (!is_data)
+            ext->flags |= TOPCOW_EXTENT_ZERO;
         break;
+    }
     case BC_ZERO:
         ext->flags = TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO;
         break;

@@ -17,7 +17,8 @@ parse_vdi(struct optlist *ol, const char *path, struct create_spec *spec)
 static void
 print_vdi(const struct create_spec *spec)
 {
-    printf(" size=%llu static=%s", create_opts_shown_size(spec),
+    /* qemu-img shows vdi's size as given, before rounding it to sectors. */
+    printf(" size=%llu static=%s", (unsigned long long)spec->opts.size,
            spec->opts.vdi_static ? "on" : "off");
     if (spec->prealloc)
         printf(" preallocation=%s", spec->prealloc);
