@@ -16,8 +16,7 @@
 bool
 vdi_has_signature(const uint8_t *buf, size_t len)
 {
-    return len >= VDI_PREHEADER_SIZE && le32_get(buf + VDI_OFF_SIGNATURE) == VDI_SIGNATURE &&
-           (le32_get(buf + VDI_OFF_VERSION) >> 16) == 1;
+    return len >= VDI_OFF_SIGNATURE + 4 && le32_get(buf + VDI_OFF_SIGNATURE) == VDI_SIGNATURE;
 }
 
 void

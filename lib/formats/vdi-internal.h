@@ -102,8 +102,9 @@ struct vdi_state {
     uint64_t block_stride; /* block_extra + block_size */
 };
 
-/* Whether @buf (@len bytes from the start of a file) holds a VDI 1.x
- * pre-header. */
+/* Whether @buf (@len bytes from the start of a file) holds the VDI
+ * signature (of any version: the header decoder names the ones topcow does
+ * not read). */
 bool vdi_has_signature(const uint8_t *buf, size_t len);
 
 /* Decode the header from the first VDI_HEADER_END bytes of a file (@buf)

@@ -91,6 +91,10 @@ for l in 0 1 2; do
     ok qemu-img compare -f qcow2 -F raw "${n[$l]}" "${exp[$l]}"
 done
 must_fail "$TOPCOW" convert --keep-chain -O raw "$top" out.raw
+# An output layer's name that is a source layer is refused, nothing written.
+before=$(sha out.qcow2)
+must_fail "$TOPCOW" convert --keep-chain -O qcow2 out.1.qcow2 out.qcow2
+[ "$(sha out.qcow2)" = "$before" ] || fail "--keep-chain overwrote a source layer"
 must_fail "$TOPCOW" convert --keep-chain -O qcow2 "$top" "${img[0]}" two.qcow2
 
 # A missing parent: a clear error naming the UUID the child looks for.

@@ -58,7 +58,7 @@ for r in runs:
 }
 
 for static in off on; do
-    for opts in "" "-W" "-m 1" "-S 0"; do
+    for opts in "" "-W" "-m 1" "-S 0" "-t none -W"; do
         rm -f t.vdi q.vdi
         ok "$TOPCOW" convert $opts -O vdi -o static=$static src.qcow2 t.vdi
         qemu_check_clean t.vdi
@@ -68,7 +68,10 @@ for static in off on; do
         alloc_map q.vdi > q.map
         alloc_map t.vdi > t.map
         cmp -s q.map t.map || { diff q.map t.map >&2; fail "static=$static '$opts': map"; }
-        [ $(stat -c %s t.vdi) -le $(stat -c %s q.vdi) ] ||
+        # (O_DIRECT writes round the file up to whole 4 KiB pages.)
+        slack=0
+        [ "$opts" = "-t none -W" ] && slack=4095
+        [ $(stat -c %s t.vdi) -le $(($(stat -c %s q.vdi) + slack)) ] ||
             fail "static=$static '$opts': output larger than qemu-img's"
     done
 done

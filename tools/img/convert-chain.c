@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "convert.h"
@@ -32,6 +33,22 @@ convert_chain_layer_name(const char *out, unsigned depth)
     if (name)
         snprintf(name, len, "%.*s.%u%s", (int)stem, out, depth, out + stem);
     return name;
+}
+
+/* Whether the file @name is the file of one of the @n source @layers. */
+static bool
+is_source_file(const char *name, struct topcow_image *const *layers, unsigned n)
+{
+    struct stat out, in;
+    if (stat(name, &out) < 0)
+        return false;
+    for (unsigned i = 0; i < n; i++) {
+        struct topcow_info info = { .struct_size = sizeof info };
+        if (topcow_image_get_info(layers[i], &info) == 0 && stat(info.filename, &in) == 0 &&
+            in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+            return true;
+    }
+    return false;
 }
 
 /* Progress over the whole chain: each layer's copy reports within its own
@@ -126,6 +143,12 @@ convert_keep_chain(struct topcow_image *src, const struct convert_chain_opts *o)
             layers[i] = topcow_image_backing(layers[i - 1]);
         if (!(names[i] = convert_chain_layer_name(o->out, i))) {
             error_msg("out of memory");
+            goto out;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (is_source_file(names[i], layers, n)) {
+            error_msg("%s: output layer %u would overwrite a layer of the source", names[i], i);
             goto out;
         }
     }
