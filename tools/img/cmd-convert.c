@@ -8,7 +8,7 @@
  * 7.2: sources are concatenated, the target is written with cache=unsafe,
  * with -B only the top layer of the source is copied, and with -l the first
  * source is read at one of its internal snapshots.  --keep-chain (ours) converts
- * a source's backing chain layer by layer (convert-chain.c). */
+ * a source's backing chain layer by layer (convert-keep-chain.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>

@@ -61,7 +61,7 @@ struct convert_job {
  * what became of the output). */
 int convert_run(const struct convert_job *job, char *msg, size_t msglen);
 
-/* convert --keep-chain (convert-chain.c): the options every layer's
+/* convert --keep-chain (convert-keep-chain.c): the options every layer's
  * conversion shares. */
 struct optlist;
 struct convert_chain_opts {
