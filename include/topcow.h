@@ -176,6 +176,8 @@ struct topcow_create_opts {
     /* Other formats (NULL / 0 / false selects qemu-img's default).  Each
      * format appends its own fields below, in a group named after it. */
     const char *subformat;      /* vmdk, vpc, vhdx: qemu-img's subformat= value */
+    /* vdi: */
+    bool vdi_static;            /* static=on: every block allocated at creation */
 };
 #define TOPCOW_CREATE_OPTS_INIT { .struct_size = sizeof(struct topcow_create_opts) }
 
