@@ -23,6 +23,7 @@
 #include "minmax.h"
 #include "error.h"
 #include "io.h"
+#include "io-uring.h"
 
 #define DIRECT_ALIGN 4096u
 
@@ -253,6 +254,29 @@ file_pwritev(struct io *io, const struct iovec *iov, int iovcnt, uint64_t off)
     return 0;
 }
 
+/* With IO_URING, all segments at once through this thread's ring when
+ * every one is aligned for O_DIRECT (or there is no O_DIRECT); otherwise,
+ * or where the kernel refuses io_uring, one pread after another. */
+static int
+file_pread_batch(struct io *io, const struct io_seg *segs, unsigned n)
+{
+    struct file_io *f = to_file(io);
+    bool uring = (io->flags & IO_URING) != 0;
+    for (unsigned i = 0; i < n && uring; i++)
+        uring = is_direct_aligned(f, segs[i].buf, segs[i].len, segs[i].off);
+    if (uring) {
+        int r = uring_pread_batch(f->fd, segs, n);
+        if (r != -ENOSYS)
+            return r;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        int r = file_pread(io, segs[i].buf, segs[i].len, segs[i].off);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 static int
 file_flush(struct io *io)
 {
@@ -403,6 +427,7 @@ static const struct io_ops io_file_ops = {
     .preallocate = file_preallocate,
     .block_status = file_block_status,
     .allocated_size = file_allocated_size,
+    .pread_batch = file_pread_batch,
 };
 
 int

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Shared plumbing of the qcow2 fuzz targets: turning one fuzz input into an
+/* Shared plumbing of the fuzz targets: turning one fuzz input into an
  * open image on a size-capped memory backend, a private sandbox directory
  * for the external data files an input may name, and the checks every
  * target makes on what the library returns.  Used by the libFuzzer builds
@@ -14,8 +14,9 @@
 #include "topcow.h"
 
 /* Inputs larger than this are rejected before parsing: the seed images are
- * a few KiB to a few hundred KiB, and bigger inputs only slow fuzzing. */
-#define FUZZ_MAX_INPUT (4u << 20)
+ * a few KiB to a few MiB (a VHDX's regions are 1 MiB-aligned, so its
+ * smallest images are 4 to 8 MiB), and bigger inputs only slow fuzzing. */
+#define FUZZ_MAX_INPUT (12u << 20)
 
 /* The memory image may grow to this many bytes; writes beyond it fail with
  * -ENOSPC (a full disk), so a hostile L2 entry pointing at a host offset of
@@ -52,6 +53,14 @@ int fuzz_open_for_repair(const uint8_t *data, size_t size, struct topcow_image *
  * sandbox's data file as the first session left it.  Same returns as
  * fuzz_open; the size limit is FUZZ_MAX_FILE instead. */
 int fuzz_reopen(const uint8_t *data, size_t size, struct topcow_image **imgp);
+
+/* Open @data read-only as an image of @format ("vdi", "vmdk", "vpc",
+ * "vhdx", ...) in memory, without its backing chain, named as a file in
+ * the sandbox (so extent files a descriptor names resolve there).  Inputs
+ * whose descriptor text could name a file outside the sandbox are
+ * rejected.  Same returns as fuzz_open. */
+int fuzz_open_format(const char *format, const uint8_t *data, size_t size,
+                     struct topcow_image **imgp);
 
 /* Report a broken library contract (not a rejected input) and abort, so
  * that libFuzzer and the replay test both stop on it with @fmt's message. */
