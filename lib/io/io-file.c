@@ -254,9 +254,12 @@ file_pwritev(struct io *io, const struct iovec *iov, int iovcnt, uint64_t off)
     return 0;
 }
 
-/* With IO_URING, all segments at once through this thread's ring when
- * every one is aligned for O_DIRECT (or there is no O_DIRECT); otherwise,
- * or where the kernel refuses io_uring, one pread after another. */
+/* With IO_URING, up to URING_CHUNK segments at once through this thread's
+ * ring when every one is aligned for O_DIRECT (or there is no O_DIRECT);
+ * short reads finished with pread.  Otherwise, or where the kernel refuses
+ * io_uring, one pread after another. */
+#define URING_CHUNK 64
+
 static int
 file_pread_batch(struct io *io, const struct io_seg *segs, unsigned n)
 {
@@ -264,12 +267,24 @@ file_pread_batch(struct io *io, const struct io_seg *segs, unsigned n)
     bool uring = (io->flags & IO_URING) != 0;
     for (unsigned i = 0; i < n && uring; i++)
         uring = is_direct_aligned(f, segs[i].buf, segs[i].len, segs[i].off);
-    if (uring) {
-        int r = uring_pread_batch(f->fd, segs, n);
-        if (r != -ENOSYS)
+    unsigned from = 0; /* segments before it are read */
+    while (uring && from < n) {
+        unsigned k = n - from < URING_CHUNK ? n - from : URING_CHUNK;
+        size_t done[URING_CHUNK];
+        int r = uring_pread_batch(f->fd, segs + from, k, done);
+        if (r == -ENOSYS)
+            break;
+        for (unsigned i = 0; i < k && r == 0; i++) {
+            const struct io_seg *sg = &segs[from + i];
+            if (done[i] < sg->len)
+                r = full_pread(f->fd, (uint8_t *)sg->buf + done[i], sg->len - done[i],
+                               sg->off + done[i]);
+        }
+        if (r < 0)
             return r;
+        from += k;
     }
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = from; i < n; i++) {
         int r = file_pread(io, segs[i].buf, segs[i].len, segs[i].off);
         if (r < 0)
             return r;

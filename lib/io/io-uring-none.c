@@ -5,10 +5,11 @@
 #include "io-uring.h"
 
 int
-uring_pread_batch(int fd, const struct io_seg *segs, unsigned n)
+uring_pread_batch(int fd, const struct io_seg *segs, unsigned n, size_t *done)
 {
     (void)fd;
     (void)segs;
     (void)n;
+    (void)done;
     return -ENOSYS;
 }

@@ -5,8 +5,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "io-uring.h"
 
@@ -54,32 +52,8 @@ thread_ring(void)
     return ring;
 }
 
-/* Finish segment @s from byte @done with pread (a short io_uring read). */
-static int
-finish_with_pread(int fd, const struct io_seg *s, size_t done)
-{
-    uint8_t *p = (uint8_t *)s->buf + done;
-    size_t len = s->len - done;
-    uint64_t off = s->off + done;
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0) { /* past the end of the file: zeros */
-            memset(p, 0, len);
-            return 0;
-        }
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int
-uring_pread_batch(int fd, const struct io_seg *segs, unsigned n)
+uring_pread_batch(int fd, const struct io_seg *segs, unsigned n, size_t *done)
 {
     struct io_uring *ring = thread_ring();
     if (!ring)
@@ -130,23 +104,16 @@ uring_pread_batch(int fd, const struct io_seg *segs, unsigned n)
             while (r == -EINTR);
             if (r < 0)
                 return r; /* cannot happen with entries in flight */
-            const struct io_seg *s = &segs[io_uring_cqe_get_data64(cqe)];
+            uint64_t i = io_uring_cqe_get_data64(cqe);
             int res = cqe->res;
             io_uring_cqe_seen(ring, cqe);
             got++;
-            if (err)
-                continue; /* reap the rest of the batch, read nothing more */
             if (res < 0 && res != -EAGAIN && res != -EINTR) {
                 if (!err)
                     err = res;
                 continue;
             }
-            size_t done = res < 0 ? 0 : (size_t)res;
-            if (done < s->len) {
-                int e = finish_with_pread(fd, s, done);
-                if (e < 0)
-                    err = e;
-            }
+            done[i] = res < 0 ? 0 : (size_t)res;
         }
     }
     return err;

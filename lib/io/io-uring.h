@@ -11,11 +11,11 @@
 
 #include "io.h"
 
-/* Read every segment of @segs (@n of them, each len > 0) from @fd, all
- * submitted at once and waited for together; a short read is finished with
- * pread, and reads past the end of the file give zeros.  Returns 0, the
- * first segment's -errno, or -ENOSYS when io_uring is not available (nothing
- * was read). */
-int uring_pread_batch(int fd, const struct io_seg *segs, unsigned n);
+/* Read the segments @segs (@n of them, each len > 0) from @fd, all
+ * submitted at once and waited for together, and set done[i] to the bytes
+ * segment i got: possibly fewer than asked (the end of the file, or a short
+ * read), which the caller finishes.  Returns 0, a failed segment's -errno,
+ * or -ENOSYS when io_uring is not available (then nothing was read). */
+int uring_pread_batch(int fd, const struct io_seg *segs, unsigned n, size_t *done);
 
 #endif

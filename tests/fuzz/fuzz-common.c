@@ -381,3 +381,38 @@ fuzz_is_zero(const uint8_t *p, size_t len)
             return false;
     return true;
 }
+
+void
+fuzz_read(struct topcow_image *img, struct fuzz_budget *b, uint8_t *buf, uint64_t off,
+          uint64_t len, bool want_zero)
+{
+    if (len == 0 || b->calls >= b->max_calls || b->bytes + len > b->max_bytes)
+        return;
+    b->calls++;
+    b->bytes += len;
+    if (topcow_image_pread(img, buf, (size_t)len, off) < 0) {
+        fuzz_touch_string(topcow_last_error());
+        return;
+    }
+    if (want_zero && !fuzz_is_zero(buf, (size_t)len))
+        fuzz_fail("block status reports zeros at 0x%llx (+%llu) but the read returns data",
+                  (unsigned long long)off, (unsigned long long)len);
+}
+
+int
+fuzz_block_status(struct topcow_image *img, uint64_t off, uint64_t len,
+                  struct topcow_extent *ext)
+{
+    int r = topcow_image_block_status(img, off, len, 0, ext);
+    if (r < 0) {
+        fuzz_touch_string(topcow_last_error());
+        return r;
+    }
+    if (ext->length == 0 || ext->length > len || ext->offset != off)
+        fuzz_fail("block status at 0x%llx (+%llu) returned extent 0x%llx (+%llu)",
+                  (unsigned long long)off, (unsigned long long)len,
+                  (unsigned long long)ext->offset, (unsigned long long)ext->length);
+    if (ext->flags & TOPCOW_EXTENT_OFFSET_VALID)
+        fuzz_touch_string(ext->file);
+    return 0;
+}

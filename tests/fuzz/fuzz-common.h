@@ -70,6 +70,24 @@ void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
  * unterminated string the library handed out. */
 void fuzz_touch_string(const char *s);
 
+/* Reads of one input, bounded: at most max_calls reads and max_bytes bytes. */
+struct fuzz_budget {
+    unsigned calls, max_calls;
+    uint64_t bytes, max_bytes;
+};
+
+/* Read [@off, @off+@len) into @buf (which holds @len bytes) if the budget
+ * allows; with @want_zero the bytes must be zeros when the read succeeds
+ * (block status said so), else fuzz_fail. */
+void fuzz_read(struct topcow_image *img, struct fuzz_budget *b, uint8_t *buf, uint64_t off,
+               uint64_t len, bool want_zero);
+
+/* topcow_image_block_status at @off for at most @len bytes, with the
+ * extent's contract checked (offset @off, length 1..@len; a file name that
+ * can be read).  Returns 0 or -errno. */
+int fuzz_block_status(struct topcow_image *img, uint64_t off, uint64_t len,
+                      struct topcow_extent *ext);
+
 /* Whether @len bytes at @p are all zero. */
 bool fuzz_is_zero(const uint8_t *p, size_t len);
 

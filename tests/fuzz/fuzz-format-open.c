@@ -27,50 +27,12 @@
 
 static uint8_t buf[READ_STEP];
 
-struct budget {
-    unsigned calls;
-    uint64_t bytes;
-};
-
-/* Read [@off, @off+@len) (at most READ_STEP) if the budget allows; with
- * @want_zero the bytes must be zeros when the read succeeds. */
+/* Read at most READ_STEP bytes of [@off, @off+@len) (see fuzz_read). */
 static void
-read_range(struct topcow_image *img, struct budget *b, uint64_t off, uint64_t len,
+read_range(struct topcow_image *img, struct fuzz_budget *b, uint64_t off, uint64_t len,
            bool want_zero)
 {
-    if (len > READ_STEP)
-        len = READ_STEP;
-    if (len == 0 || b->calls >= MAX_READ_CALLS || b->bytes + len > MAX_READ_BYTES)
-        return;
-    b->calls++;
-    b->bytes += len;
-    int r = topcow_image_pread(img, buf, (size_t)len, off);
-    if (r < 0) {
-        fuzz_touch_string(topcow_last_error());
-        return;
-    }
-    if (want_zero && !fuzz_is_zero(buf, (size_t)len))
-        fuzz_fail("block status reports zeros at 0x%llx (+%llu) but the read returns data",
-                  (unsigned long long)off, (unsigned long long)len);
-}
-
-/* Block status at @off for at most @len bytes, its contract checked.
- * Returns 0 or -errno. */
-static int
-status(struct topcow_image *img, uint64_t off, uint64_t len, struct topcow_extent *ext)
-{
-    int r = topcow_image_block_status(img, off, len, 0, ext);
-    if (r < 0) {
-        fuzz_touch_string(topcow_last_error());
-        return r;
-    }
-    if (ext->length == 0 || ext->length > len || ext->offset != off)
-        fuzz_fail("block status at 0x%llx (+%llu) returned extent 0x%llx (+%llu)",
-                  (unsigned long long)off, (unsigned long long)len,
-                  (unsigned long long)ext->offset, (unsigned long long)ext->length);
-    if (ext->flags & TOPCOW_EXTENT_OFFSET_VALID)
-        fuzz_touch_string(ext->file);
-    return 0;
+    fuzz_read(img, b, buf, off, len < READ_STEP ? len : READ_STEP, want_zero);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -103,7 +65,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (uint64_t off = 0; off < disk && calls < MAX_BS_CALLS; calls++) {
         struct topcow_extent ext;
         uint64_t len = disk - off;
-        if (status(img, off, len, &ext) < 0) {
+        if (fuzz_block_status(img, off, len, &ext) < 0) {
             /* A broken table entry: step over one read's worth and go on. */
             off += len < READ_STEP ? len : READ_STEP;
             continue;
@@ -117,14 +79,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct topcow_extent ext;
         uint64_t off = probes[i] < disk ? probes[i] : disk - 1;
         uint64_t len = disk - off < 3 * READ_STEP ? disk - off : 3 * READ_STEP;
-        if (status(img, off, len, &ext) == 0 && nfound < MAX_EXTENTS &&
+        if (fuzz_block_status(img, off, len, &ext) == 0 && nfound < MAX_EXTENTS &&
             (ext.flags & (TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO)))
             found[nfound++] = ext;
     }
 
     /* Reads: the start and the last byte of every extent found, then the
      * disk from the start in READ_STEP requests while the budget lasts. */
-    struct budget b = { 0, 0 };
+    struct fuzz_budget b = { .max_calls = MAX_READ_CALLS, .max_bytes = MAX_READ_BYTES };
     for (unsigned i = 0; i < nfound; i++) {
         const struct topcow_extent *e = &found[i];
         bool zero = (e->flags & TOPCOW_EXTENT_ZERO) != 0;
