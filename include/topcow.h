@@ -178,6 +178,8 @@ struct topcow_create_opts {
     const char *subformat;      /* vmdk, vpc, vhdx: qemu-img's subformat= value */
     /* vdi: */
     bool vdi_static;            /* static=on: every block allocated at creation */
+    /* vpc (VHD): subformat "dynamic" (default) or "fixed". */
+    bool vpc_force_size;        /* the size as given, not rounded up to a CHS geometry */
 };
 #define TOPCOW_CREATE_OPTS_INIT { .struct_size = sizeof(struct topcow_create_opts) }
 

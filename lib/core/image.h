@@ -112,6 +112,7 @@ struct topcow_image {
 extern const struct format_ops qcow2_format;
 extern const struct format_ops raw_format;
 extern const struct format_ops vdi_format;
+extern const struct format_ops vpc_format;
 
 /* The format called @name, or NULL. */
 const struct format_ops *format_lookup(const char *name);

@@ -9,6 +9,7 @@
 static const struct format_ops *const formats[] = {
     &qcow2_format,
     &vdi_format,
+    &vpc_format,
     &raw_format,
 };
 

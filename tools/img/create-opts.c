@@ -109,6 +109,7 @@ static const struct create_format *const formats[] = {
     &create_format_qcow2,
     &create_format_raw,
     &create_format_vdi,
+    &create_format_vpc,
 };
 
 const struct create_format *

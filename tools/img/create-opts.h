@@ -40,6 +40,7 @@ struct create_format {
 extern const struct create_format create_format_qcow2;
 extern const struct create_format create_format_raw;
 extern const struct create_format create_format_vdi;
+extern const struct create_format create_format_vpc;
 
 /* The format called @name, or NULL when topcow cannot create it. */
 const struct create_format *create_format_find(const char *name);
