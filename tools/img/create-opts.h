@@ -46,7 +46,8 @@ extern const struct create_format create_format_vpc;
 const struct create_format *create_format_find(const char *name);
 
 /* For the formats' parse and print: preallocation= (off, falloc, full and,
- * unless @raw, metadata), a boolean option, and the size as qemu-img shows it. */
+ * unless @raw, metadata), a boolean option, and the size as qemu-img shows it
+ * (as given, not rounded to sectors). */
 void create_opts_prealloc(struct optlist *ol, const char *path, struct create_spec *spec,
                           bool raw);
 void create_opts_bool(struct optlist *ol, const char *path, const char *name, bool *field);
