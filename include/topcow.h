@@ -171,6 +171,11 @@ struct topcow_create_opts {
     /* Other formats (NULL / 0 / false selects qemu-img's default).  Each
      * format appends its own fields below, in a group named after it. */
     const char *subformat;      /* vmdk, vpc, vhdx: qemu-img's subformat= value */
+    /* vhdx (subformat "dynamic", the default, or "fixed"): */
+    uint32_t vhdx_block_size;   /* 1 MiB .. 256 MiB, power of two; 0 picks by size */
+    uint32_t vhdx_log_size;     /* multiple of 1 MiB; 0 = 1 MiB */
+    int vhdx_block_state_zero;  /* dynamic: new blocks in state ZERO (1, default
+                                 * when 0) or NOT_PRESENT (-1) */
 };
 #define TOPCOW_CREATE_OPTS_INIT { .struct_size = sizeof(struct topcow_create_opts) }
 
