@@ -17,6 +17,10 @@
 #       rewrite guest data, zero part of a block and allocate a block, and set
 #       the header's LogGuid: the image a writer leaves when it crashes
 #       before replaying its log (qemu-img check -r all replays it)
+#   vhdx-gen.py poke IMG OFFSET HEX [CRC_START CRC_LEN]
+#       overwrite bytes at OFFSET, then optionally recompute the CRC-32C of
+#       the structure [CRC_START, +CRC_LEN) (its checksum at +4): for
+#       damaging images in ways only the field values reveal
 import struct
 import sys
 import uuid
@@ -331,5 +335,14 @@ if __name__ == "__main__":
         diff(*args, absolute=absolute)
     elif cmd == "addlog":
         addlog(*args)
+    elif cmd == "poke":
+        f = bytearray(open(args[0], "rb").read())
+        off = int(args[1], 0)
+        data = bytes.fromhex(args[2])
+        f[off:off + len(data)] = data
+        if len(args) > 3:
+            start, n = int(args[3], 0), int(args[4], 0)
+            f[start:start + n] = with_crc(f[start:start + n])
+        open(args[0], "wb").write(f)
     else:
         sys.exit("unknown command " + cmd)
