@@ -121,7 +121,8 @@ vhdx_create(const char *path, const struct topcow_create_opts *o)
     uint64_t block_size = o->vhdx_block_size ? o->vhdx_block_size : default_block_size(size);
     block_size = MIN(MAX(block_size, VHDX_MiB), 256 * VHDX_MiB);
     RETURN_ERR_IF(!is_power_of_2(block_size), -EINVAL, "%s: Block size must be a power of two", path);
-    uint64_t log_size = ALIGN_UP(o->vhdx_log_size ? o->vhdx_log_size : VHDX_MiB, VHDX_MiB);
+    uint64_t log_size = ALIGN_UP(o->vhdx_log_size_given ? o->vhdx_log_size : VHDX_MiB, VHDX_MiB);
+    RETURN_ERR_IF(log_size == 0, -EINVAL, "%s: Log size must be a multiple of 1 MB", path);
     RETURN_ERR_IF(log_size > VHDX_MAX_LOG, -EINVAL, "%s: Log size must be at most %llu MB",
                   path, (unsigned long long)(VHDX_MAX_LOG / VHDX_MiB));
     bool zero_state = o->vhdx_block_state_zero >= 0;

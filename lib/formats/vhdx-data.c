@@ -262,15 +262,13 @@ session_start(struct topcow_image *img, struct vhdx_state *s)
     return r;
 }
 
-/* Give payload block @blk its own space at the end of the file and point
- * the BAT at it.  The space reads as zeros (the file is grown over it), as
- * every state but FULLY_PRESENT reads in an image without a parent.  Guest
- * data written there before the BAT entry is; without a log the BAT entry
- * is one 8-byte write.  Needs s->lock.  Returns the block's file offset. */
+/* Reserve a new block's space at the end of the file.  The space reads as
+ * zeros (the file is grown over it), as every state but FULLY_PRESENT
+ * reads in an image without a parent.  Needs s->lock. */
 static int
-block_allocate(struct topcow_image *img, struct vhdx_state *s, uint64_t blk, uint64_t *host)
+block_reserve(struct topcow_image *img, struct vhdx_state *s, uint64_t *host)
 {
-    uint64_t index = payload_index(s, blk), end;
+    uint64_t end;
     RETURN_ERR_IF(ADD_OVERFLOW(s->alloc_end, (uint64_t)s->block_size, &end) ||
                       end > VHDX_MAX_FILE_OFFSET,
                   -EFBIG, "%s: vhdx: the file cannot grow any further", img->filename);
@@ -279,10 +277,21 @@ block_allocate(struct topcow_image *img, struct vhdx_state *s, uint64_t blk, uin
         return r;
     *host = s->alloc_end;
     s->alloc_end = end;
-    uint64_t e = *host | VHDX_PAYLOAD_FULLY_PRESENT;
+    return 0;
+}
+
+/* Point payload block @blk's BAT entry at @host, once its data is written.
+ * Without a log the update is one 8-byte write; a crash before it leaves
+ * the block unreferenced (leaked), never pointing at unwritten space.
+ * Needs s->lock. */
+static int
+bat_commit(struct topcow_image *img, struct vhdx_state *s, uint64_t blk, uint64_t host)
+{
+    uint64_t index = payload_index(s, blk);
+    uint64_t e = host | VHDX_PAYLOAD_FULLY_PRESENT;
     uint8_t le[8];
     le64_put(le, e);
-    r = io_pwrite(img->file, le, sizeof le, s->bat_off + index * 8);
+    int r = io_pwrite(img->file, le, sizeof le, s->bat_off + index * 8);
     if (r == 0)
         __atomic_store_n(&s->bat[index], e, __ATOMIC_RELEASE);
     return r;
@@ -309,11 +318,13 @@ vhdx_data_pwrite(struct topcow_image *img, const void *buf, size_t len, uint64_t
             e = bat_get(s, payload_index(s, blk)); /* another writer may have allocated it */
             host = VHDX_BAT_OFFSET(e);
             if (r == 0 && VHDX_BAT_STATE(e) != VHDX_PAYLOAD_FULLY_PRESENT) {
-                r = block_allocate(img, s, blk, &host);
-                /* Data first, under the lock, so no reader sees the new
-                 * entry before the data it points at. */
+                /* Data first, then the BAT entry, so that no reader and no
+                 * crash sees the entry before the data it points at. */
+                r = block_reserve(img, s, &host);
                 if (r == 0)
                     r = io_pwrite(img->file, p, n, host + in);
+                if (r == 0)
+                    r = bat_commit(img, s, blk, host);
                 pthread_mutex_unlock(&s->lock);
                 if (r < 0)
                     return r;

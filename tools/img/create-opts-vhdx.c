@@ -4,7 +4,6 @@
  * preallocation.  The Formatting line shows block_size and log_size as
  * given (0 and 1 MiB by default) and the others only when given. */
 #include <stdio.h>
-#include <string.h>
 
 #include "create-opts.h"
 
@@ -28,12 +27,9 @@ parse_vhdx(struct optlist *ol, const char *path, struct create_spec *spec)
     struct topcow_create_opts *o = &spec->opts;
     create_opts_prealloc(ol, path, spec, true);
     parse_size32(ol, path, "block_size", &o->vhdx_block_size);
-    if (parse_size32(ol, path, "log_size", &o->vhdx_log_size) && o->vhdx_log_size == 0)
-        die("%s: Log size must be a multiple of 1 MB", path);
-    const char *v = optlist_get(ol, "subformat");
-    if (v && strcmp(v, "dynamic") && strcmp(v, "fixed"))
-        die("%s: Parameter 'subformat' does not accept value '%s'", path, v);
-    o->subformat = v;
+    o->vhdx_log_size_given = parse_size32(ol, path, "log_size", &o->vhdx_log_size);
+    o->subformat = optlist_get(ol, "subformat"); /* checked by the library, after the
+                                                  * Formatting line, as qemu-img does */
     if (optlist_get(ol, "block_state_zero")) {
         bool on = true;
         create_opts_bool(ol, path, "block_state_zero", &on);
@@ -46,7 +42,7 @@ print_vhdx(const struct create_spec *spec)
 {
     const struct topcow_create_opts *o = &spec->opts;
     printf(" size=%llu log_size=%u block_size=%u", create_opts_shown_size(spec),
-           o->vhdx_log_size ? o->vhdx_log_size : 1048576u, o->vhdx_block_size);
+           o->vhdx_log_size_given ? o->vhdx_log_size : 1048576u, o->vhdx_block_size);
     if (o->subformat)
         printf(" subformat=%s", o->subformat);
     if (o->vhdx_block_state_zero)
