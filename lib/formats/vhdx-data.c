@@ -4,6 +4,7 @@
  * (2.5.2), block status, and writes that allocate whole blocks at the end
  * of the file.  BAT entries are read lock-free (atomic loads); allocation
  * and BAT updates hold s->lock. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -128,7 +129,9 @@ partial_run(struct topcow_image *img, struct vhdx_state *s, uint64_t off, uint64
     while (i < count && ((bits[(shift + i) / 8] >> ((shift + i) % 8)) & 1) == want)
         i++;
     *present = want;
-    /* End of the run in bytes, from the start of sector first+i. */
+    /* End of the run in bytes, from the start of sector first+i; i >= 1,
+     * since sector first always matches itself. */
+    assert(i >= 1);
     uint64_t end = (off / s->logical_sector + i) * s->logical_sector;
     *run = MIN(len, end - off);
     return 0;
