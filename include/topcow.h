@@ -180,6 +180,12 @@ struct topcow_create_opts {
     bool vdi_static;            /* static=on: every block allocated at creation */
     /* vpc (VHD): subformat "dynamic" (default) or "fixed". */
     bool vpc_force_size;        /* the size as given, not rounded up to a CHS geometry */
+    /* vhdx (subformat "dynamic", the default, or "fixed"): */
+    uint32_t vhdx_block_size;   /* 1 MiB .. 256 MiB, power of two; 0 picks by size */
+    uint32_t vhdx_log_size;     /* rounded up to a multiple of 1 MiB */
+    bool vhdx_log_size_given;   /* false: 1 MiB; given as 0: refused, as by qemu-img */
+    int vhdx_block_state_zero;  /* dynamic: new blocks in state ZERO (1, default
+                                 * when 0) or NOT_PRESENT (-1) */
 };
 #define TOPCOW_CREATE_OPTS_INIT { .struct_size = sizeof(struct topcow_create_opts) }
 

@@ -113,6 +113,7 @@ extern const struct format_ops qcow2_format;
 extern const struct format_ops raw_format;
 extern const struct format_ops vdi_format;
 extern const struct format_ops vpc_format;
+extern const struct format_ops vhdx_format;
 
 /* The format called @name, or NULL. */
 const struct format_ops *format_lookup(const char *name);

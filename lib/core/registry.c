@@ -10,6 +10,7 @@ static const struct format_ops *const formats[] = {
     &qcow2_format,
     &vdi_format,
     &vpc_format,
+    &vhdx_format,
     &raw_format,
 };
 

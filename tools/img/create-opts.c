@@ -110,6 +110,7 @@ static const struct create_format *const formats[] = {
     &create_format_raw,
     &create_format_vdi,
     &create_format_vpc,
+    &create_format_vhdx,
 };
 
 const struct create_format *
