@@ -8,6 +8,7 @@
 
 static const struct format_ops *const formats[] = {
     &qcow2_format,
+    &vmdk_format,
     &raw_format,
 };
 

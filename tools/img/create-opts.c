@@ -108,6 +108,7 @@ parse_raw(struct optlist *ol, const char *path, struct create_spec *spec)
 static const struct create_format *const formats[] = {
     &create_format_qcow2,
     &create_format_raw,
+    &create_format_vmdk,
 };
 
 const struct create_format *

@@ -39,6 +39,7 @@ struct create_format {
 /* The formats topcow creates (create-opts.c lists them). */
 extern const struct create_format create_format_qcow2;
 extern const struct create_format create_format_raw;
+extern const struct create_format create_format_vmdk;
 
 /* The format called @name, or NULL when topcow cannot create it. */
 const struct create_format *create_format_find(const char *name);
