@@ -487,13 +487,17 @@ zero_sparse(struct topcow_image *img, struct vmdk_extent *e, uint64_t len, uint6
         if (r < 0)
             return r;
         bool whole = n == sp->grain;
-        if (kind == VMDK_GRAIN_ZERO || (kind == VMDK_GRAIN_UNALLOCATED && !img->backing)) {
+        if (kind == VMDK_GRAIN_ZERO) {
+            /* already reads as zeros */
+        } else if (whole && sp->zeroed_grain) {
+            /* As QEMU does: the zeroed-grain GTE replaces whatever was
+             * there (a data grain it pointed at is left unused). */
+            ACQUIRE_LOCK_FOR_CURRENT_SCOPE(&sp->lock);
+            r = vmdk_sparse_store_grain(sp, e->file, name, rel, NULL);
+        } else if (kind == VMDK_GRAIN_UNALLOCATED && !img->backing) {
             /* already reads as zeros */
         } else if (kind == VMDK_GRAIN_DATA) {
             r = io_write_zeroes(e->file, sector * VMDK_SECTOR + in, n, 0);
-        } else if (whole && sp->zeroed_grain) {
-            ACQUIRE_LOCK_FOR_CURRENT_SCOPE(&sp->lock);
-            r = vmdk_sparse_store_grain(sp, e->file, name, rel, NULL);
         } else if (flags & TOPCOW_ZERO_FAST) {
             r = err_set(-ENOTSUP, "%s: fast zeroing is not possible here", img->filename);
         } else {
@@ -612,8 +616,10 @@ vmdk_block_status(struct topcow_image *img, uint64_t off, uint64_t len, struct t
     if (r < 0)
         return r;
     ext->length = MIN(n, len);
-    ext->flags = TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_OFFSET_VALID |
-                 (is_data ? TOPCOW_EXTENT_DATA : TOPCOW_EXTENT_ZERO);
+    /* A hole in a flat extent is still its data, which reads as zeros (as
+     * qemu-img map shows it). */
+    ext->flags = TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_OFFSET_VALID | TOPCOW_EXTENT_DATA |
+                 (is_data ? 0 : TOPCOW_EXTENT_ZERO);
     ext->host_offset = e->flat_offset + rel;
     ext->file = e->path;
     return 0;
