@@ -194,8 +194,9 @@ vmdk_sparse_open(struct io *file, const char *name, const uint8_t hdr[VMDK_SECTO
     vmdk_header_decode(hdr, h);
     int r = io_get_size(file, &sp->file_size);
     /* A stream-optimized extent keeps its directory at the end, found
-     * through the footer, which then replaces the header.  A new one, still
-     * empty, has no footer yet: it is written when the stream ends. */
+     * through the footer, which then replaces the header.  One being
+     * created (header and descriptor only) has no footer yet: it is
+     * written when the stream ends. */
     bool fresh_stream = false;
     if (r == 0 && h->gd_offset == VMDK_GD_AT_END) {
         struct vmdk_header footer;
@@ -206,7 +207,7 @@ vmdk_sparse_open(struct io *file, const char *name, const uint8_t hdr[VMDK_SECTO
             if (h->gd_offset == VMDK_GD_AT_END)
                 r = err_set(-EUCLEAN, "%s: vmdk: the footer does not locate the grain "
                             "directory", name);
-        } else if (r == 0 && (h->flags & VMDK_FLAG_COMPRESSED) &&
+        } else if (r == 0 && writable && (h->flags & VMDK_FLAG_COMPRESSED) &&
                    sp->file_size <= h->overhead * VMDK_SECTOR) {
             fresh_stream = true;
         } else if (r == 0) {
@@ -231,9 +232,7 @@ vmdk_sparse_open(struct io *file, const char *name, const uint8_t hdr[VMDK_SECTO
         goto fail;
     }
     if (fresh_stream) {
-        if (writable)
-            r = vmdk_stream_start(sp);
-        /* Read-only, an unfinished stream reads as unallocated. */
+        r = vmdk_stream_start(sp);
     } else if (sp->gd_entries) {
         r = load_gd(file, name, "grain directory", h->gd_offset, sp->gd_entries,
                     sp->file_size, &sp->gd);
