@@ -24,6 +24,8 @@ static bool
 looks_like_descriptor(const uint8_t *buf, size_t len)
 {
     static const char sig[] = "# Disk DescriptorFile";
+    if (!buf)
+        return false;
     if (len >= sizeof sig - 1 && !memcmp(buf, sig, sizeof sig - 1))
         return true;
     /* Hand-written descriptors may lack the comment: a version line and a
