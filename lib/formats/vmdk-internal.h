@@ -204,6 +204,10 @@ struct vmdk_state {
     struct topcow_vmdk_extent *info; /* for topcow_info, one per extent */
 };
 
+/* Check every sparse extent's grains lie inside its file (vmdk-check.c). */
+int vmdk_check(struct topcow_image *img, unsigned flags, struct topcow_check_result *res,
+               topcow_report_fn report, void *opaque);
+
 /* Create a VMDK image (every subformat qemu-img writes). */
 int vmdk_create(const char *path, const struct topcow_create_opts *o);
 

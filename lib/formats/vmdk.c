@@ -674,5 +674,6 @@ const struct format_ops vmdk_format = {
     .flush = vmdk_flush,
     .block_status = vmdk_block_status,
     .get_info = vmdk_get_info,
+    .check = vmdk_check,
     .close_clean = vmdk_close_clean,
 };

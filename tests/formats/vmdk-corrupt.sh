@@ -84,6 +84,14 @@ gd=$(od -An -tu8 -j 56 -N 8 sparse.vmdk | tr -d ' ')
 variant sparse.vmdk $((gd * 512)) ffffff7f;  survives bad.vmdk
 gt=$(od -An -tu4 -j $((gd * 512)) -N 4 sparse.vmdk | tr -d ' ')
 variant sparse.vmdk $((gt * 512)) ffffff7f;  survives bad.vmdk
+# check finds that grain as qemu-img check does: same report, same status.
+for o in "" "--output=json"; do
+    rc=0; "$TOPCOW" check $o bad.vmdk > t.out 2> t.err || rc=$?
+    qrc=0; qemu-img check $o bad.vmdk > q.out 2> q.err || qrc=$?
+    [ "$rc" = "$qrc" ] && diff t.out q.out >&2 &&
+        [ "$(sed 's/^topcow: //' t.err)" = "$(sed 's/^qemu-img: //' q.err)" ] ||
+        { cat t.err q.err; fail "check $o: a grain after EOF is reported differently"; } >&2
+done
 # Compressed grains: a huge size, a zero size, a garbage stream.
 ov=$(od -An -tu8 -j 64 -N 8 tstream.vmdk | tr -d ' ')
 variant tstream.vmdk $((ov * 512 + 8)) ffffffff; survives bad.vmdk

@@ -45,6 +45,7 @@ for sub in monolithicSparse monolithicFlat streamOptimized "monolithicSparse,zer
         qemu_check_clean out.vmdk
     done
     info_same out.vmdk
+    [ "$("$TOPCOW" check out.vmdk)" = "$(qemu-img check out.vmdk)" ] || fail "$sub: check differs"
 done
 for sub in twoGbMaxExtentSparse twoGbMaxExtentFlat; do
     rm -f out*.vmdk
