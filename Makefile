@@ -6,7 +6,7 @@ BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 MESON_OPTS ?=
 
-.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd clean
+.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd bench-nbd-aio clean
 
 all: build
 
@@ -70,6 +70,10 @@ bench-lifecycle: build
 # topcow serve against qemu-nbd (and on raw) with fio's nbd engine.
 bench-nbd: build
 	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} ./bench/nbd.sh $(BUILD)/tools/topcow
+
+# --aio=io_uring against --aio=threads and qemu-nbd, O_DIRECT on a scattered image.
+bench-nbd-aio: build
+	@./bench/nbd-aio.sh $(BUILD)/tools/topcow
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)

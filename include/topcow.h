@@ -86,6 +86,11 @@ struct topcow_image; /* opaque */
 #define TOPCOW_OPEN_SHARE_BACKING (1u << 8) /* open the backing chain without locks
                                              * (as -U does), so that another handle
                                              * may write one of its layers: commit */
+#define TOPCOW_OPEN_IO_URING (1u << 9)     /* like --aio=io_uring: the reads of one
+                                             * request that land in several places
+                                             * of the file go to the kernel at once
+                                             * through io_uring, where the kernel
+                                             * allows it (pread otherwise) */
 
 struct topcow_open_opts {
     size_t struct_size;         /* sizeof(struct topcow_open_opts) */
@@ -171,6 +176,10 @@ struct topcow_create_opts {
     /* Other formats (NULL / 0 / false selects qemu-img's default).  Each
      * format appends its own fields below, in a group named after it. */
     const char *subformat;      /* vmdk, vpc, vhdx: qemu-img's subformat= value */
+    /* vdi: */
+    bool vdi_static;            /* static=on: every block allocated at creation */
+    /* vpc (VHD): subformat "dynamic" (default) or "fixed". */
+    bool vpc_force_size;        /* the size as given, not rounded up to a CHS geometry */
     /* vmdk: adapter_type ("ide" default, "lsilogic", "buslogic", "legacyESX"),
      * hwversion (NULL: "4", or "6" with compat6), toolsversion (NULL:
      * "2147483647"), zeroed_grain (sparse subformats: GTE 1 marks zero grains). */

@@ -179,6 +179,8 @@ open_chain(struct topcow_image **imgp, const char *path, const struct topcow_ope
         ioflags |= IO_NOLOCK;
     if (opts->flags & TOPCOW_OPEN_DIRECT)
         ioflags |= IO_DIRECT;
+    if (opts->flags & TOPCOW_OPEN_IO_URING)
+        ioflags |= IO_URING;
     struct io *file;
     int r = io_file_open(path, ioflags, &file);
     if (r < 0)

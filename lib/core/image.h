@@ -111,6 +111,8 @@ struct topcow_image {
 /* Formats, in probe order. */
 extern const struct format_ops qcow2_format;
 extern const struct format_ops raw_format;
+extern const struct format_ops vdi_format;
+extern const struct format_ops vpc_format;
 extern const struct format_ops vmdk_format;
 
 /* The format called @name, or NULL. */

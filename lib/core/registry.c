@@ -8,6 +8,8 @@
 
 static const struct format_ops *const formats[] = {
     &qcow2_format,
+    &vdi_format,
+    &vpc_format,
     &vmdk_format,
     &raw_format,
 };

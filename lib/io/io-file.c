@@ -23,6 +23,7 @@
 #include "minmax.h"
 #include "error.h"
 #include "io.h"
+#include "io-uring.h"
 
 #define DIRECT_ALIGN 4096u
 
@@ -253,6 +254,44 @@ file_pwritev(struct io *io, const struct iovec *iov, int iovcnt, uint64_t off)
     return 0;
 }
 
+/* With IO_URING, up to URING_CHUNK segments at once through this thread's
+ * ring when every one is aligned for O_DIRECT (or there is no O_DIRECT);
+ * short reads finished with pread.  Otherwise, or where the kernel refuses
+ * io_uring, one pread after another. */
+#define URING_CHUNK 64
+
+static int
+file_pread_batch(struct io *io, const struct io_seg *segs, unsigned n)
+{
+    struct file_io *f = to_file(io);
+    bool uring = (io->flags & IO_URING) != 0;
+    for (unsigned i = 0; i < n && uring; i++)
+        uring = is_direct_aligned(f, segs[i].buf, segs[i].len, segs[i].off);
+    unsigned from = 0; /* segments before it are read */
+    while (uring && from < n) {
+        unsigned k = n - from < URING_CHUNK ? n - from : URING_CHUNK;
+        size_t done[URING_CHUNK];
+        int r = uring_pread_batch(f->fd, segs + from, k, done);
+        if (r == -ENOSYS)
+            break;
+        for (unsigned i = 0; i < k && r == 0; i++) {
+            const struct io_seg *sg = &segs[from + i];
+            if (done[i] < sg->len)
+                r = full_pread(f->fd, (uint8_t *)sg->buf + done[i], sg->len - done[i],
+                               sg->off + done[i]);
+        }
+        if (r < 0)
+            return r;
+        from += k;
+    }
+    for (unsigned i = from; i < n; i++) {
+        int r = file_pread(io, segs[i].buf, segs[i].len, segs[i].off);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 static int
 file_flush(struct io *io)
 {
@@ -403,6 +442,7 @@ static const struct io_ops io_file_ops = {
     .preallocate = file_preallocate,
     .block_status = file_block_status,
     .allocated_size = file_allocated_size,
+    .pread_batch = file_pread_batch,
 };
 
 int

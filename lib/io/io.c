@@ -96,6 +96,28 @@ io_pread(struct io *io, void *buf, size_t len, uint64_t off)
 }
 
 int
+io_pread_batch(struct io *io, const struct io_seg *segs, unsigned n)
+{
+    if (!io->ops->pread_batch || io->serialize || n == 1) {
+        for (unsigned i = 0; i < n; i++) {
+            int r = io_pread(io, segs[i].buf, segs[i].len, segs[i].off);
+            if (r < 0)
+                return r;
+        }
+        return 0;
+    }
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < n; i++)
+        assert(segs[i].len > 0);
+    int r = io->ops->pread_batch(io, segs, n);
+    uint64_t ns = now_ns() - t0;
+    /* n reads, the batch's time shared among them. */
+    for (unsigned i = 0; i < n; i++)
+        account(io, IO_OP_READ, segs[i].len, r, ns / n);
+    return r < 0 ? io_fail(io, "read", r, segs[0].off) : 0;
+}
+
+int
 io_pwrite(struct io *io, const void *buf, size_t len, uint64_t off)
 {
     assert(len > 0);

@@ -22,6 +22,7 @@
 #define IO_DIRECT (1u << 2)      /* bypass the page cache (O_DIRECT) */
 #define IO_NOLOCK (1u << 3)      /* take no image lock (qemu-img -U) */
 #define IO_EXCL (1u << 4)        /* with IO_CREATE: fail if the file exists */
+#define IO_URING (1u << 5)       /* batched reads through io_uring where the kernel allows */
 
 /* write_zeroes flags. */
 #define IO_ZERO_MAY_UNMAP (1u << 0) /* may punch a hole */
@@ -52,6 +53,13 @@ enum io_thread_model {
 
 struct io;
 
+/* One read of a batch (io_pread_batch). */
+struct io_seg {
+    void *buf;
+    size_t len;       /* > 0 */
+    uint64_t off;
+};
+
 struct io_ops {
     size_t struct_size;                 /* sizeof(struct io_ops) when the backend was built */
     const char *name;                   /* "file", "mem", "crash", "faulty" */
@@ -75,6 +83,9 @@ struct io_ops {
     int (*block_status)(struct io *io, uint64_t off, uint64_t len, bool *is_data, uint64_t *pnum);
     /* Bytes allocated on the host (st_blocks * 512). */
     int (*allocated_size)(struct io *io, uint64_t *bytes);
+    /* Read several segments, in any order or at once (NULL: the wrapper
+     * reads them one by one). */
+    int (*pread_batch)(struct io *io, const struct io_seg *segs, unsigned n);
     /* append only */
 };
 
@@ -96,6 +107,10 @@ void io_base_fini(struct io *io);
 
 /* The wrappers.  Same contracts as the ops; they count every call. */
 int io_pread(struct io *io, void *buf, size_t len, uint64_t off);
+/* Read @n segments (each counted as one read); the backend may overlap them.
+ * Returns 0 or the -errno of a failed segment (the others' buffers are then
+ * unspecified). */
+int io_pread_batch(struct io *io, const struct io_seg *segs, unsigned n);
 int io_pwrite(struct io *io, const void *buf, size_t len, uint64_t off);
 int io_pwritev(struct io *io, const struct iovec *iov, int iovcnt, uint64_t off);
 int io_flush(struct io *io);

@@ -61,6 +61,10 @@ qcow2_read_cluster_part(struct qcow2_state *s, const struct qcow2_extent *ext, u
     return err_set(-EINVAL, "internal: bad extent type");
 }
 
+/* Extents of one request mapped per pass; the data clusters among them are
+ * read as one batch. */
+#define READ_BATCH 32
+
 int
 qcow2_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off)
 {
@@ -72,14 +76,32 @@ qcow2_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off)
     range_lock_acquire(&s->ranges, &req, off >> s->cluster_bits,
                        ((off + len - 1) >> s->cluster_bits) + 1, false);
     for (size_t pos = 0; pos < len && r == 0;) {
-        struct qcow2_extent e;
-        r = qcow2_map(s, off + pos, len - pos, &e);
-        if (r < 0)
-            break;
+        /* Map up to READ_BATCH extents under the lock, then transfer
+         * without it: plain data clusters in one batch (overlapped by the
+         * io backend where it can), the rest one by one. */
+        struct qcow2_extent e[READ_BATCH];
+        size_t at[READ_BATCH];
+        unsigned n = 0;
+        for (size_t p = pos; p < len && n < READ_BATCH; p += e[n++].len) {
+            at[n] = p;
+            if ((r = qcow2_map(s, off + p, len - p, &e[n])) < 0)
+                break;
+        }
         pthread_mutex_unlock(&s->lock);
-        r = qcow2_read_cluster_part(s, &e, off + pos, (uint8_t *)buf + pos, e.len);
+        struct io_seg seg[READ_BATCH];
+        unsigned nseg = 0;
+        for (unsigned i = 0; i < n && r == 0; i++) {
+            uint8_t *dst = (uint8_t *)buf + at[i];
+            if (e[i].type == QCOW2_NORMAL && !s->h.crypt_method)
+                seg[nseg++] = (struct io_seg){ dst, e[i].len, e[i].host };
+            else
+                r = qcow2_read_cluster_part(s, &e[i], off + at[i], dst, e[i].len);
+        }
+        if (r == 0 && nseg)
+            r = io_pread_batch(s->data_file, seg, nseg);
+        if (n)
+            pos = at[n - 1] + e[n - 1].len;
         pthread_mutex_lock(&s->lock);
-        pos += e.len;
     }
     range_lock_release(&s->ranges, &req);
     pthread_mutex_unlock(&s->lock);

@@ -127,6 +127,8 @@ open_data_file(struct qcow2_state *s)
         ioflags |= IO_NOLOCK;
     if (img->flags & TOPCOW_OPEN_DIRECT)
         ioflags |= IO_DIRECT;
+    if (img->flags & TOPCOW_OPEN_IO_URING)
+        ioflags |= IO_URING;
     int r = io_file_open(path, ioflags, &s->data_file);
     free(path);
     return r;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Shared plumbing of the qcow2 fuzz targets (see fuzz-common.h).
+/* Shared plumbing of the fuzz targets (see fuzz-common.h).
  *
  * The image lives in a memory backend wrapped by a small "capped" backend
  * that refuses to grow the image past FUZZ_MAX_FILE, like a full disk.  An
@@ -7,7 +7,8 @@
  * host filesystem relative to the image name, so the image is named inside
  * a private sandbox directory, and inputs whose data-file name could reach
  * outside it (a '/', "..", odd bytes) are rejected before the library
- * sees them.  Nothing else of the host is reachable: backing files are
+ * sees them; so are descriptor texts (VMDK) quoting a name that starts with
+ * '/' or '.'.  Nothing else of the host is reachable: backing files are
  * never opened (TOPCOW_OPEN_NO_BACKING). */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +31,6 @@
 
 static char sandbox[256];
 static char data_path[300];
-static char image_name[300];
 
 static void
 sandbox_cleanup(void)
@@ -65,7 +65,6 @@ sandbox_init(void)
     if (!mkdtemp(sandbox))
         fuzz_fail("cannot create a sandbox directory under %s", tmp ? tmp : "/tmp");
     snprintf(data_path, sizeof data_path, "%s/%s", sandbox, FUZZ_DATA_FILE_NAME);
-    snprintf(image_name, sizeof image_name, "%s/fuzz.qcow2", sandbox);
     reset_data_file();
     atexit(sandbox_cleanup);
 }
@@ -235,17 +234,17 @@ static const struct io_ops capped_ops = {
 
 /* A capped memory backend holding a copy of @data; NULL on ENOMEM. */
 static struct io *
-capped_open(const uint8_t *data, size_t size, bool read_only, bool keep)
+capped_open(const char *name, const uint8_t *data, size_t size, bool read_only, bool keep)
 {
     struct capped_io *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    if (io_mem_open(image_name, &c->mem) < 0 || io_pwrite(c->mem, data, size, 0) < 0) {
+    if (io_mem_open(name, &c->mem) < 0 || io_pwrite(c->mem, data, size, 0) < 0) {
         io_close(c->mem);
         free(c);
         return NULL;
     }
-    if (io_base_init(&c->base, &capped_ops, image_name, read_only ? IO_RDONLY : 0) < 0) {
+    if (io_base_init(&c->base, &capped_ops, name, read_only ? IO_RDONLY : 0) < 0) {
         io_close(c->mem);
         free(c);
         return NULL;
@@ -259,8 +258,8 @@ capped_open(const uint8_t *data, size_t size, bool read_only, bool keep)
 static int verbose = -1; /* FUZZ_VERBOSE set: say how each open went */
 
 static int
-open_common(const uint8_t *data, size_t size, bool read_only, bool keep, bool reopen,
-            unsigned extra_flags, struct topcow_image **imgp)
+open_common(const char *format, const uint8_t *data, size_t size, bool read_only, bool keep,
+            bool reopen, unsigned extra_flags, struct topcow_image **imgp)
 {
     *imgp = NULL;
     if (size == 0 || size > (reopen ? FUZZ_MAX_FILE : FUZZ_MAX_INPUT) ||
@@ -269,13 +268,15 @@ open_common(const uint8_t *data, size_t size, bool read_only, bool keep, bool re
     sandbox_init();
     if (!read_only && !reopen)
         reset_data_file();
-    struct io *file = capped_open(data, size, read_only, keep);
+    char name[sizeof sandbox + 32];
+    snprintf(name, sizeof name, "%s/fuzz.%s", sandbox, format);
+    struct io *file = capped_open(name, data, size, read_only, keep);
     if (!file)
         return -1;
     struct topcow_open_opts opts = TOPCOW_OPEN_OPTS_INIT;
-    opts.format = "qcow2";
+    opts.format = format;
     opts.flags = TOPCOW_OPEN_NO_BACKING | (read_only ? TOPCOW_OPEN_RDONLY : 0) | extra_flags;
-    int r = image_open_io(imgp, file, image_name, &opts);
+    int r = image_open_io(imgp, file, name, &opts);
     if (verbose < 0)
         verbose = getenv("FUZZ_VERBOSE") != NULL;
     if (verbose)
@@ -294,26 +295,47 @@ open_common(const uint8_t *data, size_t size, bool read_only, bool keep, bool re
 int
 fuzz_open(const uint8_t *data, size_t size, bool read_only, struct topcow_image **imgp)
 {
-    return open_common(data, size, read_only, false, false, 0, imgp);
+    return open_common("qcow2", data, size, read_only, false, false, 0, imgp);
 }
 
 int
 fuzz_open_for_repair(const uint8_t *data, size_t size, struct topcow_image **imgp)
 {
-    return open_common(data, size, false, true, false,
+    return open_common("qcow2", data, size, false, true, false,
                        TOPCOW_OPEN_NO_REPAIR | TOPCOW_OPEN_ALLOW_CORRUPT, imgp);
 }
 
 int
 fuzz_open_keep(const uint8_t *data, size_t size, bool read_only, struct topcow_image **imgp)
 {
-    return open_common(data, size, read_only, true, false, 0, imgp);
+    return open_common("qcow2", data, size, read_only, true, false, 0, imgp);
 }
 
 int
 fuzz_reopen(const uint8_t *data, size_t size, struct topcow_image **imgp)
 {
-    return open_common(data, size, true, false, true, 0, imgp);
+    return open_common("qcow2", data, size, true, false, true, 0, imgp);
+}
+
+/* Whether a text descriptor in @d could name a file outside the sandbox: a
+ * quoted name that starts with '/' or '.' (VMDK extent lines quote their
+ * file names).  Such inputs are not opened. */
+static bool
+names_outside_sandbox(const uint8_t *d, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        if (d[i] == '"' && (d[i + 1] == '/' || d[i + 1] == '.'))
+            return true;
+    return false;
+}
+
+int
+fuzz_open_format(const char *format, const uint8_t *data, size_t size, struct topcow_image **imgp)
+{
+    *imgp = NULL;
+    if (names_outside_sandbox(data, size))
+        return -1;
+    return open_common(format, data, size, true, false, false, 0, imgp);
 }
 
 uint8_t *
@@ -358,4 +380,39 @@ fuzz_is_zero(const uint8_t *p, size_t len)
         if (p[i])
             return false;
     return true;
+}
+
+void
+fuzz_read(struct topcow_image *img, struct fuzz_budget *b, uint8_t *buf, uint64_t off,
+          uint64_t len, bool want_zero)
+{
+    if (len == 0 || b->calls >= b->max_calls || b->bytes + len > b->max_bytes)
+        return;
+    b->calls++;
+    b->bytes += len;
+    if (topcow_image_pread(img, buf, (size_t)len, off) < 0) {
+        fuzz_touch_string(topcow_last_error());
+        return;
+    }
+    if (want_zero && !fuzz_is_zero(buf, (size_t)len))
+        fuzz_fail("block status reports zeros at 0x%llx (+%llu) but the read returns data",
+                  (unsigned long long)off, (unsigned long long)len);
+}
+
+int
+fuzz_block_status(struct topcow_image *img, uint64_t off, uint64_t len,
+                  struct topcow_extent *ext)
+{
+    int r = topcow_image_block_status(img, off, len, 0, ext);
+    if (r < 0) {
+        fuzz_touch_string(topcow_last_error());
+        return r;
+    }
+    if (ext->length == 0 || ext->length > len || ext->offset != off)
+        fuzz_fail("block status at 0x%llx (+%llu) returned extent 0x%llx (+%llu)",
+                  (unsigned long long)off, (unsigned long long)len,
+                  (unsigned long long)ext->offset, (unsigned long long)ext->length);
+    if (ext->flags & TOPCOW_EXTENT_OFFSET_VALID)
+        fuzz_touch_string(ext->file);
+    return 0;
 }

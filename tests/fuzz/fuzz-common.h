@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-/* Shared plumbing of the qcow2 fuzz targets: turning one fuzz input into an
+/* Shared plumbing of the fuzz targets: turning one fuzz input into an
  * open image on a size-capped memory backend, a private sandbox directory
  * for the external data files an input may name, and the checks every
  * target makes on what the library returns.  Used by the libFuzzer builds
@@ -14,8 +14,9 @@
 #include "topcow.h"
 
 /* Inputs larger than this are rejected before parsing: the seed images are
- * a few KiB to a few hundred KiB, and bigger inputs only slow fuzzing. */
-#define FUZZ_MAX_INPUT (4u << 20)
+ * a few KiB to a few MiB (a VHDX's regions are 1 MiB-aligned, so its
+ * smallest images are 4 to 8 MiB), and bigger inputs only slow fuzzing. */
+#define FUZZ_MAX_INPUT (12u << 20)
 
 /* The memory image may grow to this many bytes; writes beyond it fail with
  * -ENOSPC (a full disk), so a hostile L2 entry pointing at a host offset of
@@ -53,6 +54,14 @@ int fuzz_open_for_repair(const uint8_t *data, size_t size, struct topcow_image *
  * fuzz_open; the size limit is FUZZ_MAX_FILE instead. */
 int fuzz_reopen(const uint8_t *data, size_t size, struct topcow_image **imgp);
 
+/* Open @data read-only as an image of @format ("vdi", "vmdk", "vpc",
+ * "vhdx", ...) in memory, without its backing chain, named as a file in
+ * the sandbox (so extent files a descriptor names resolve there).  Inputs
+ * whose descriptor text could name a file outside the sandbox are
+ * rejected.  Same returns as fuzz_open. */
+int fuzz_open_format(const char *format, const uint8_t *data, size_t size,
+                     struct topcow_image **imgp);
+
 /* Report a broken library contract (not a rejected input) and abort, so
  * that libFuzzer and the replay test both stop on it with @fmt's message. */
 void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -60,6 +69,24 @@ void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 /* Touch every byte of @s (NULL allowed), so a sanitizer sees a dangling or
  * unterminated string the library handed out. */
 void fuzz_touch_string(const char *s);
+
+/* Reads of one input, bounded: at most max_calls reads and max_bytes bytes. */
+struct fuzz_budget {
+    unsigned calls, max_calls;
+    uint64_t bytes, max_bytes;
+};
+
+/* Read [@off, @off+@len) into @buf (which holds @len bytes) if the budget
+ * allows; with @want_zero the bytes must be zeros when the read succeeds
+ * (block status said so), else fuzz_fail. */
+void fuzz_read(struct topcow_image *img, struct fuzz_budget *b, uint8_t *buf, uint64_t off,
+               uint64_t len, bool want_zero);
+
+/* topcow_image_block_status at @off for at most @len bytes, with the
+ * extent's contract checked (offset @off, length 1..@len; a file name that
+ * can be read).  Returns 0 or -errno. */
+int fuzz_block_status(struct topcow_image *img, uint64_t off, uint64_t len,
+                      struct topcow_extent *ext);
 
 /* Whether @len bytes at @p are all zero. */
 bool fuzz_is_zero(const uint8_t *p, size_t len);

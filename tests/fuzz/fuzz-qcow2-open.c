@@ -21,51 +21,7 @@
 #define MAX_READ_BYTES (8ull << 20)
 #define MAX_EXTENTS 1024
 
-struct budget {
-    unsigned read_calls;
-    uint64_t read_bytes;
-};
-
 static uint8_t *buf;  /* one cluster (up to 2 MiB), reused */
-
-/* Read [@off, @off+@len) if the budget allows; with @want_zero the bytes
- * must be zeros when the read succeeds. */
-static void
-read_range(struct topcow_image *img, struct budget *b, uint64_t off, uint64_t len,
-           bool want_zero)
-{
-    if (len == 0 || b->read_calls >= MAX_READ_CALLS || b->read_bytes + len > MAX_READ_BYTES)
-        return;
-    b->read_calls++;
-    b->read_bytes += len;
-    int r = topcow_image_pread(img, buf, (size_t)len, off);
-    if (r < 0) {
-        fuzz_touch_string(topcow_last_error());
-        return;
-    }
-    if (want_zero && !fuzz_is_zero(buf, (size_t)len))
-        fuzz_fail("block status reports zeros at 0x%llx (+%llu) but the read returns data",
-                  (unsigned long long)off, (unsigned long long)len);
-}
-
-/* Block status at @off for at most @len bytes; checks the extent's
- * contract.  Returns 0 or -errno. */
-static int
-status(struct topcow_image *img, uint64_t off, uint64_t len, struct topcow_extent *ext)
-{
-    int r = topcow_image_block_status(img, off, len, 0, ext);
-    if (r < 0) {
-        fuzz_touch_string(topcow_last_error());
-        return r;
-    }
-    if (ext->length == 0 || ext->length > len || ext->offset != off)
-        fuzz_fail("block status at 0x%llx (+%llu) returned extent 0x%llx (+%llu)",
-                  (unsigned long long)off, (unsigned long long)len,
-                  (unsigned long long)ext->offset, (unsigned long long)ext->length);
-    if (ext->flags & TOPCOW_EXTENT_OFFSET_VALID)
-        fuzz_touch_string(ext->file);
-    return 0;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -110,7 +66,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len > disk - off)
             len = disk - off;
         struct topcow_extent ext;
-        if (status(img, off, len, &ext) < 0) {
+        if (fuzz_block_status(img, off, len, &ext) < 0) {
             off += len; /* this table is broken; go on with the next */
             scanned += len / cs + 1;
             continue;
@@ -126,7 +82,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct topcow_extent ext;
         uint64_t off = probes[i] < disk ? probes[i] : disk - 1;
         uint64_t len = disk - off < 3 * cs ? disk - off : 3 * cs;
-        if (status(img, off, len, &ext) == 0 && nfound < MAX_EXTENTS &&
+        if (fuzz_block_status(img, off, len, &ext) == 0 && nfound < MAX_EXTENTS &&
             (ext.flags & (TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO)))
             found[nfound++] = ext;
     }
@@ -134,17 +90,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Reads: the first cluster of every extent found (compressed clusters
      * are decompressed here), the last byte of each, then the disk in
      * cluster steps from the start while the budget lasts. */
-    struct budget b = { 0, 0 };
+    struct fuzz_budget b = { .max_calls = MAX_READ_CALLS, .max_bytes = MAX_READ_BYTES };
     for (unsigned i = 0; i < nfound; i++) {
         const struct topcow_extent *e = &found[i];
         bool zero = (e->flags & TOPCOW_EXTENT_ZERO) != 0;
-        read_range(img, &b, e->offset, e->length < cs ? e->length : cs, zero);
-        read_range(img, &b, e->offset + e->length - 1, 1, zero);
+        fuzz_read(img, &b, buf, e->offset, e->length < cs ? e->length : cs, zero);
+        fuzz_read(img, &b, buf, e->offset + e->length - 1, 1, zero);
     }
     for (uint64_t off = 0; off < disk; off += cs) {
-        if (b.read_calls >= MAX_READ_CALLS || b.read_bytes + cs > MAX_READ_BYTES)
+        if (b.calls >= MAX_READ_CALLS || b.bytes + cs > MAX_READ_BYTES)
             break;
-        read_range(img, &b, off, disk - off < cs ? disk - off : cs, false);
+        fuzz_read(img, &b, buf, off, disk - off < cs ? disk - off : cs, false);
     }
     /* Requests past the end must be refused, not served. */
     if (topcow_image_pread(img, buf, 1, disk) != -EINVAL)

@@ -18,6 +18,12 @@ for replay in "$@"; do
         c=$SCRATCH/corpus-luks
         [ -d "$c" ] || "$TOPCOW_SRCDIR/tests/fuzz/make-corpus-luks.sh" "$c" ||
             fail "make-corpus-luks.sh failed" ;;
+    *-vdi-open | *-vmdk-open | *-vpc-open | *-vhdx-open) # a foreign format's images
+        fmt=${replay##*/replay-fuzz-}
+        fmt=${fmt%-open}
+        c=$SCRATCH/corpus-$fmt
+        "$TOPCOW_SRCDIR/tests/fuzz/make-corpus-formats.sh" "$fmt" "$c" ||
+            fail "make-corpus-formats.sh $fmt failed" ;;
     esac
     "$replay" "$c" || fail "$(basename "$replay") failed on the seed corpus (see above)"
 done

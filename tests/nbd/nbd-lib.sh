@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared helpers for the topcow serve tests.  Source after tests/lib.sh.
 #   serve_start NAME [serve options...] FILE   start `topcow serve -k SOCK`
-#       in the background as server NAME and wait for its socket
+#       in the background as server NAME and wait for its socket (run
+#       under the command prefix $SERVE_WRAP when set, e.g. strace)
 #   serve_wait NAME [SECS] / serve_stop NAME [SECS]   wait for it to exit
 #       by itself / after SIGTERM; require status 0 and no sanitizer report
 #   sock NAME, uri NAME    its socket path, its nbd+unix:// URI
@@ -31,7 +32,8 @@ serve_start() {
     local name=$1
     shift
     rm -f "$(sock "$name")"
-    "$TOPCOW" serve -k "$(sock "$name")" "$@" >"$SCRATCH/$name.log" 2>&1 &
+    # shellcheck disable=SC2086 # SERVE_WRAP: a command prefix, split into words
+    ${SERVE_WRAP:-} "$TOPCOW" serve -k "$(sock "$name")" "$@" >"$SCRATCH/$name.log" 2>&1 &
     SERVE_PID[$name]=$!
     wait_socket "$(sock "$name")" "$SCRATCH/$name.log"
 }

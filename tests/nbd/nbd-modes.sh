@@ -183,4 +183,27 @@ for structured in (True, False):
     h.shutdown()
 PY
 serve_stop bad
+
+# ---- a client that connects and then says nothing -----------------------------
+# It is cut after the 10 s handshake timeout, and the next client (-e 1)
+# gets in: a silent connection cannot hold the only slot for ever.
+serve_start quiet -t -r -f qcow2 img.qcow2
+/usr/bin/python3 - "$(sock quiet)" <<'PY' || fail "a silent client was not cut after the handshake timeout"
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.settimeout(30)
+t0 = time.monotonic()
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+waited = time.monotonic() - t0
+assert data[:8] == b"NBDMAGIC", data[:8]
+assert 8 <= waited <= 20, "cut after %.1f s" % waited
+PY
+ok qemu-io -r -f raw -c 'read 0 4k' "$(uri quiet)"
+serve_stop quiet
 echo "nbd-modes: ok"

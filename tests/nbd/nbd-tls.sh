@@ -1,5 +1,6 @@
 #!/bin/bash
-# TLS: with --tls-creds a client that does not start TLS is refused; nbdinfo,
+# TLS: with --tls-creds (--tls=require) a client that does not start TLS is
+# refused; --tls=on lets both in, --tls=off offers no TLS; nbdinfo,
 # nbdcopy and qemu-io get in with the right pre-shared key (tls-creds-psk)
 # or certificates (tls-creds-x509, client certificates required by default)
 # and read and write the right data; a wrong key or a missing client
@@ -37,6 +38,33 @@ ok qemu-io --object "tls-creds-psk,id=c0,endpoint=client,dir=$SCRATCH/psk,userna
 serve_stop p
 qemu_check_clean img.qcow2
 ok qemu-io -r -f qcow2 -c 'read -P 0x4d 1M 300k' -c 'read -P 0x3c 1355776 741376' img.qcow2
+
+# ---- --tls=on: TLS offered, clear text allowed; --tls=off: not offered ------------
+PSK="tls-creds-psk,id=tls0,dir=$SCRATCH/psk,endpoint=server"
+qemu-img convert -O raw img.qcow2 want-now.raw
+serve_start on -t -e 2 --object "$PSK" --tls-creds tls0 --tls=on -f qcow2 img.qcow2
+S=$(sock on)
+nbdinfo "nbd+unix:///?socket=$S" > on-plain.txt 2>&1 ||
+    { cat on-plain.txt >&2; fail "--tls=on refused a clear-text client"; }
+grep -q 'with TLS' on-plain.txt && fail "clear-text client reported TLS"
+nbdinfo "nbds+unix://alice@/?socket=$S&tls-psk-file=$SCRATCH/psk/keys.psk" > on-tls.txt 2>&1 ||
+    { cat on-tls.txt >&2; fail "--tls=on refused a TLS client"; }
+grep -q 'with TLS' on-tls.txt || fail "--tls=on: not TLS: $(cat on-tls.txt)"
+nbdcopy "nbds+unix://alice@/?socket=$S&tls-psk-file=$SCRATCH/psk/keys.psk" on.raw
+cmp want-now.raw on.raw || fail "--tls=on: nbdcopy over TLS read different data"
+serve_stop on
+serve_start off -t --object "$PSK" --tls-creds tls0 --tls=off -f qcow2 img.qcow2
+S=$(sock off)
+nbdinfo "nbd+unix:///?socket=$S" > off-plain.txt 2>&1 ||
+    { cat off-plain.txt >&2; fail "--tls=off refused a clear-text client"; }
+nbdinfo "nbds+unix://alice@/?socket=$S&tls-psk-file=$SCRATCH/psk/keys.psk" > off-tls.txt 2>&1 &&
+    fail "--tls=off offered TLS"
+serve_stop off
+must_fail "$TOPCOW" serve -k "$SCRATCH/never.sock" --tls=require img.qcow2
+[ "$(echo "$ERR" | wc -l)" = 1 ] && grep -q 'needs --tls-creds' <<<"$ERR" ||
+    fail "--tls=require without credentials: $ERR"
+must_fail "$TOPCOW" serve -k "$SCRATCH/never.sock" --tls=maybe img.qcow2
+grep -q "invalid --tls mode 'maybe'" <<<"$ERR" || fail "--tls=maybe: $ERR"
 
 # ---- x509 ------------------------------------------------------------------------
 mkdir -p x509/server x509/client x509/nocert
@@ -90,6 +118,17 @@ ok qemu-io --object "tls-creds-x509,id=c0,endpoint=client,dir=$SCRATCH/x509/clie
 serve_stop x
 qemu_check_clean img.qcow2
 ok qemu-io -r -f qcow2 -c 'read -P 0x5e 3M 64k' img.qcow2
+
+# verify-peer=off: a client without a certificate gets in (the server still
+# proves itself with its own).
+serve_start xo -t --object \
+    "tls-creds-x509,id=tls0,dir=$SCRATCH/x509/server,endpoint=server,verify-peer=off" \
+    --tls-creds tls0 -f qcow2 img.qcow2
+S=$(sock xo)
+nbdinfo "nbds+unix:///?socket=$S&tls-certificates=$SCRATCH/x509/nocert" > xo.txt 2>&1 ||
+    { cat xo.txt "$SCRATCH/xo.log" >&2; fail "verify-peer=off refused a client without a certificate"; }
+grep -q 'with TLS' xo.txt || fail "verify-peer=off: not TLS: $(cat xo.txt)"
+serve_stop xo
 
 # ---- bad configurations -------------------------------------------------------------
 must_fail "$TOPCOW" serve -k a.sock --object "tls-creds-psk,id=t,dir=$SCRATCH/nowhere" \

@@ -2,12 +2,13 @@
 /* topcow convert: qemu-img convert syntax.
  *   convert [-f FMT] [-O FMT] [-o OPTS] [-c] [-S SIZE] [-n] [--target-is-zero]
  *           [-B BACKING [-F FMT]] [-l SNAPSHOT_PARAM] [-p] [-q] [-m N] [-W] [-U]
- *           [-t CACHE] [-T CACHE] SRC... DST
+ *           [-t CACHE] [-T CACHE] [--keep-chain] SRC... DST
  * Option checks, opening the sources, creating and opening the target, and
  * progress; the copying itself is convert-copy.c.  Semantics follow qemu-img
  * 7.2: sources are concatenated, the target is written with cache=unsafe,
  * with -B only the top layer of the source is copied, and with -l the first
- * source is read at one of its internal snapshots. */
+ * source is read at one of its internal snapshots.  --keep-chain (ours) converts
+ * a source's backing chain layer by layer (convert-keep-chain.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -34,12 +35,13 @@ help(void)
     printf("usage: topcow convert [-f FMT] [-O OUTPUT_FMT] [-o OPTIONS] [-c] [-S SPARSE_SIZE]\n"
            "                      [-n] [--target-is-zero] [-B BACKING_FILE [-F BACKING_FMT]]\n"
            "                      [-l SNAPSHOT_PARAM] [-m NUM] [-W] [-U] [-t CACHE]\n"
-           "                      [-T SRC_CACHE] [-p] [-q]\n"
+           "                      [-T SRC_CACHE] [-p] [-q] [--keep-chain]\n"
            "                      FILENAME [FILENAME2 [...]] OUTPUT_FILENAME\n\n"
            "Copy one image, or several concatenated, into OUTPUT_FILENAME.  Holes and\n"
            "zeros are not written, so the output is sparse.\n\n"
            "  -f FMT           format of the sources (probed by default)\n"
-           "  -O FMT           output format: raw (default) or qcow2\n"
+           "  -O FMT           output format: raw (default), qcow2, or another that\n"
+           "                   topcow writes (see FORMATS in topcow(1))\n"
            "  -o OPTIONS       format options for the new image, as for 'create'\n"
            "  -c               compress the output's clusters (qcow2; the codec is\n"
            "                   -o compression_type=zlib|zstd); clusters that do not\n"
@@ -61,7 +63,15 @@ help(void)
            "  -t CACHE         output cache mode (default unsafe)\n"
            "  -T CACHE         source cache mode (default writeback)\n"
            "  -p               show progress\n"
-           "  -q               quiet\n");
+           "  -q               quiet\n"
+           "  --keep-chain     convert a source with a backing chain (a qcow2 overlay,\n"
+           "                   a VirtualBox differencing VDI) into a chain of the same\n"
+           "                   depth instead of one flattened image: OUTPUT_FILENAME\n"
+           "                   gets the top layer, each layer N below it (1, 2, ...)\n"
+           "                   goes to OUTPUT_FILENAME with '.N' put before its\n"
+           "                   extension (out.qcow2, out.1.qcow2, ...), holds only\n"
+           "                   what that layer defines, and is the backing file of\n"
+           "                   the layer above (one source; not with -n, -B or -l)\n");
 }
 
 /* qemu-img -p: percentages, printed when they moved by at least 1%. */
@@ -107,7 +117,7 @@ struct options {
     struct optlist sn_ol; /* owns the strings of sn.id and sn.name */
     struct optlist ol;
     bool have_o, no_create, target_is_zero, progress, quiet, out_of_order, force_share;
-    bool compress;
+    bool compress, keep_chain;
     uint64_t min_sparse;
     unsigned workers, src_flags, dst_flags;
 };
@@ -152,10 +162,11 @@ parse_snapshot_param(struct options *o, const char *arg)
 static int
 parse_args(int argc, char **argv, struct options *o)
 {
-    enum { OPT_TARGET_IS_ZERO = 256 };
+    enum { OPT_TARGET_IS_ZERO = 256, OPT_KEEP_CHAIN };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "target-is-zero", no_argument, NULL, OPT_TARGET_IS_ZERO },
+        { "keep-chain", no_argument, NULL, OPT_KEEP_CHAIN },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -183,6 +194,7 @@ parse_args(int argc, char **argv, struct options *o)
         }
         case 'n': o->no_create = true; break;
         case OPT_TARGET_IS_ZERO: o->target_is_zero = true; break;
+        case OPT_KEEP_CHAIN: o->keep_chain = true; break;
         case 'B': o->backing = optarg; break;
         case 'F': o->backing_fmt = optarg; break;
         case 'p': o->progress = true; break;
@@ -263,6 +275,15 @@ check_args(const struct options *o, int nfiles)
     }
     if (o->compress && optlist_has(&o->ol, "data_file")) {
         error_msg("Compression is not supported with an external data file");
+        return -1;
+    }
+    if (o->keep_chain && (nfiles > 2 || o->no_create || o->backing || o->sn.sn_opts ||
+                          o->sn.sn_plain)) {
+        error_msg("--keep-chain takes one source image, and not -n, -B or -l");
+        return -1;
+    }
+    if (o->keep_chain && !strcmp(o->out_fmt, "raw")) {
+        error_msg("--keep-chain needs an output format with backing files (qcow2)");
         return -1;
     }
     if (o->target_is_zero && o->backing) {
@@ -419,6 +440,19 @@ cmd_convert(int argc, char **argv)
     /* Only the first source, as in qemu-img. */
     if ((o.sn.sn_opts || o.sn.sn_plain) && load_snapshot(&srcs[0], &o, sflags) < 0)
         goto out;
+    if (o.keep_chain) {
+        struct progress cprog = { 0 };
+        const struct convert_chain_opts co = {
+            .out = out, .out_fmt = o.out_fmt, .ol = &o.ol, .dst_flags = o.dst_flags,
+            .workers = o.workers, .out_of_order = o.out_of_order, .min_sparse = o.min_sparse,
+            .compress = o.compress, .progress = o.progress ? progress_cb : NULL,
+            .opaque = &cprog,
+        };
+        if (o.progress)
+            progress_print(0);
+        ret = convert_keep_chain(srcs[0].img, &co) < 0 ? 1 : 0;
+        goto out;
+    }
 
     if (!o.no_create && create_target(&o, out, total) < 0)
         goto out;

@@ -32,7 +32,7 @@ help(void)
            "Create OUTPUT and copy the contents of INPUT into it, like dd(1) on guest\n"
            "bytes.  OUTPUT is created with the size of what is copied.\n\n"
            "  if=INPUT       image to read (format -f FMT, probed by default)\n"
-           "  of=OUTPUT      image to create (format -O OUTPUT_FMT: raw (default) or qcow2)\n"
+           "  of=OUTPUT      image to create (format -O OUTPUT_FMT: raw (default), qcow2, ...)\n"
            "  bs=BYTES       block size for count and skip, 1 to 2147483647 (default 512;\n"
            "                 suffixes k, M, G)\n"
            "  count=N        copy only the first N*bs bytes of INPUT, less the skipped part\n"
@@ -185,8 +185,8 @@ cmd_dd(int argc, char **argv)
     if (!in)
         return 1;
     int ret = 1;
-    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2")) {
-        error_msg("Unknown file format '%s' (dd creates raw or qcow2 images)", out_fmt);
+    if (!topcow_format_can_create(out_fmt)) {
+        error_msg("Unknown file format '%s'", out_fmt);
         goto out;
     }
 

@@ -61,4 +61,31 @@ struct convert_job {
  * what became of the output). */
 int convert_run(const struct convert_job *job, char *msg, size_t msglen);
 
+/* convert --keep-chain (convert-keep-chain.c): the options every layer's
+ * conversion shares. */
+struct optlist;
+struct convert_chain_opts {
+    const char *out;        /* the top layer's output; the others are named after it */
+    const char *out_fmt;
+    struct optlist *ol;     /* -o options, for every layer */
+    unsigned dst_flags;     /* open flags of the outputs */
+    unsigned workers;
+    bool out_of_order;
+    uint64_t min_sparse;
+    bool compress;
+    convert_progress_fn progress; /* over the whole chain; NULL: none */
+    void *opaque;
+};
+
+/* The output name of the layer @depth levels below the top (0: @out):
+ * ".DEPTH" inserted before the extension of @out's file name, or appended
+ * when it has none.  NULL when out of memory; the caller frees. */
+char *convert_chain_layer_name(const char *out, unsigned depth);
+
+/* Convert @src and each image of its backing chain into its own new image,
+ * each backed by the next, so that the outputs form a chain that mirrors
+ * the source's; each output holds only what its layer defines.  Returns 0,
+ * or -1 with the failure printed and every output created removed. */
+int convert_keep_chain(struct topcow_image *src, const struct convert_chain_opts *o);
+
 #endif

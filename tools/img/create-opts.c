@@ -108,6 +108,8 @@ parse_raw(struct optlist *ol, const char *path, struct create_spec *spec)
 static const struct create_format *const formats[] = {
     &create_format_qcow2,
     &create_format_raw,
+    &create_format_vdi,
+    &create_format_vpc,
     &create_format_vmdk,
 };
 
@@ -222,7 +224,7 @@ const struct create_format create_format_qcow2 = { "qcow2", parse_qcow2, print_q
 unsigned long long
 create_opts_shown_size(const struct create_spec *spec)
 {
-    return (spec->opts.size + 511) & ~511ull; /* rounded up to 512, as qemu-img prints it */
+    return spec->opts.size; /* as given: qemu-img rounds the image, not the line */
 }
 
 void

@@ -39,13 +39,16 @@ struct create_format {
 /* The formats topcow creates (create-opts.c lists them). */
 extern const struct create_format create_format_qcow2;
 extern const struct create_format create_format_raw;
+extern const struct create_format create_format_vdi;
+extern const struct create_format create_format_vpc;
 extern const struct create_format create_format_vmdk;
 
 /* The format called @name, or NULL when topcow cannot create it. */
 const struct create_format *create_format_find(const char *name);
 
 /* For the formats' parse and print: preallocation= (off, falloc, full and,
- * unless @raw, metadata), a boolean option, and the size as qemu-img shows it. */
+ * unless @raw, metadata), a boolean option, and the size as qemu-img shows it
+ * (as given, not rounded to sectors). */
 void create_opts_prealloc(struct optlist *ol, const char *path, struct create_spec *spec,
                           bool raw);
 void create_opts_bool(struct optlist *ol, const char *path, const char *name, bool *field);

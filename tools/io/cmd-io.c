@@ -120,7 +120,7 @@ help(void)
            "lines of standard input.  Exits 1 if any command failed.\n"
            "\n"
            "  -c, --cmd COMMAND      run COMMAND (repeatable); 'help' lists the commands\n"
-           "  -f, --format FMT       image format (qcow2 or raw); default: probe\n"
+           "  -f, --format FMT       image format (qcow2, raw, vdi, ...); default: probe\n"
            "  -r, --read-only        open read-only\n"
            "  -l, --load-snapshot S  read the image as it was at internal snapshot S\n"
            "                         (id or name; read-only; a topcow extension)\n"

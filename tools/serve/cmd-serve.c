@@ -42,6 +42,10 @@ help(void)
         "      --tls-creds=ID       require TLS with the credentials of --object ID\n"
         "                           (tls-creds-x509,id=ID,dir=DIR or\n"
         "                           tls-creds-psk,id=ID,dir=DIR with DIR/keys.psk)\n"
+        "      --tls=MODE           with --tls-creds: require (the default: clients\n"
+        "                           that do not start TLS are refused), on (TLS\n"
+        "                           offered, clear text allowed) or off (TLS not\n"
+        "                           offered)\n"
         "      --object SPEC        secret,id=..,data=|file=.. or tls-creds-* objects\n"
         "Image:\n"
         "  -f, --format=FMT         image format (default: probed)\n"
@@ -55,8 +59,11 @@ help(void)
         "  -n, --nocache            same as --cache=none\n"
         "      --cache=MODE         none, writeback (default), writethrough,\n"
         "                           directsync or unsafe (flushes do nothing)\n"
-        "      --aio=MODE           threads, native or io_uring (accepted; requests\n"
-        "                           run on worker threads in every mode)\n"
+        "      --aio=MODE           threads (default), native or io_uring: with\n"
+        "                           io_uring, the parts of one read that lie in\n"
+        "                           several places of the file go to the kernel at\n"
+        "                           once (pread where the kernel refuses io_uring);\n"
+        "                           requests run on worker threads in every mode\n"
         "      --discard=MODE       ignore (default: TRIM is a no-op) or unmap\n"
         "                           (TRIM frees clusters, so the image stops growing)\n"
         "      --detect-zeroes=MODE off (default), on (all-zero writes become zero\n"
@@ -75,6 +82,8 @@ struct serve_args {
     bool readonly, temp_overlay, force_share, allocation_depth, discard;
     enum detect_zeroes dz;
     unsigned open_flags;
+    bool aio_uring;
+    bool tls_mode_set;          /* --tls given */
     uint32_t min_block;
     struct nbd_server_opts so;
 };
@@ -110,7 +119,7 @@ static int
 parse_args(int argc, char **argv, struct serve_args *a)
 {
     enum { OPT_CACHE = 256, OPT_AIO, OPT_DISCARD, OPT_DZ, OPT_FORK, OPT_PIDFILE,
-           OPT_TLSCREDS, OPT_WORKERS };
+           OPT_TLSCREDS, OPT_TLS, OPT_WORKERS };
     static const struct option longopts[] = {
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
@@ -139,6 +148,7 @@ parse_args(int argc, char **argv, struct serve_args *a)
         { "fork", no_argument, NULL, OPT_FORK },
         { "pid-file", required_argument, NULL, OPT_PIDFILE },
         { "tls-creds", required_argument, NULL, OPT_TLSCREDS },
+        { "tls", required_argument, NULL, OPT_TLS },
         { "workers", required_argument, NULL, OPT_WORKERS },
         { NULL, 0, NULL, 0 },
     };
@@ -196,6 +206,7 @@ parse_args(int argc, char **argv, struct serve_args *a)
                 error_msg("invalid aio mode '%s'", optarg);
                 return -1;
             }
+            a->aio_uring = !strcmp(optarg, "io_uring");
             break;
         case OPT_DISCARD:
             if (!strcmp(optarg, "unmap") || !strcmp(optarg, "on"))
@@ -222,6 +233,19 @@ parse_args(int argc, char **argv, struct serve_args *a)
         case OPT_FORK: a->so.fork = true; break;
         case OPT_PIDFILE: a->so.pid_file = optarg; break;
         case OPT_TLSCREDS: a->tls_creds = optarg; break;
+        case OPT_TLS:
+            if (!strcmp(optarg, "require"))
+                a->so.tls_mode = TLS_REQUIRE;
+            else if (!strcmp(optarg, "on"))
+                a->so.tls_mode = TLS_ALLOW;
+            else if (!strcmp(optarg, "off"))
+                a->so.tls_mode = TLS_OFF;
+            else {
+                error_msg("invalid --tls mode '%s' (require, on or off)", optarg);
+                return -1;
+            }
+            a->tls_mode_set = true;
+            break;
         case OPT_WORKERS:
             if (parse_ulong(optarg, 0, 256, &v, "worker count") < 0)
                 return -1;
@@ -294,6 +318,8 @@ open_export_image(struct serve_args *a)
         return NULL;
     const char *fmt = spec.driver ? spec.driver : a->fmt;
     unsigned flags = a->open_flags | OPEN_NEED_KEY;
+    if (a->aio_uring)
+        flags |= TOPCOW_OPEN_IO_URING;
     if (a->readonly)
         flags |= TOPCOW_OPEN_RDONLY;
     if (a->force_share)
@@ -336,7 +362,13 @@ cmd_serve(int argc, char **argv)
     int r = parse_args(argc, argv, &a);
     if (r <= 0)
         return r < 0 ? 1 : 0;
-    if (a.tls_creds) {
+    if (!a.tls_mode_set)
+        a.so.tls_mode = a.tls_creds ? TLS_REQUIRE : TLS_OFF;
+    if (a.so.tls_mode != TLS_OFF && !a.tls_creds) {
+        error_msg("--tls=%s needs --tls-creds", a.so.tls_mode == TLS_ALLOW ? "on" : "require");
+        return 1;
+    }
+    if (a.tls_creds && a.so.tls_mode != TLS_OFF) {
         const char *type;
         struct optlist ol;
         if (tool_object_find(a.tls_creds, &type, &ol) < 0)
@@ -345,7 +377,6 @@ cmd_serve(int argc, char **argv)
         optlist_free(&ol);
         if (r < 0)
             return 1;
-        a.so.tls_mode = TLS_REQUIRE;
     }
     struct topcow_image *img = open_export_image(&a);
     if (!img) {

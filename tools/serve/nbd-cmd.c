@@ -198,7 +198,7 @@ cmd_read(struct nbd_conn *c, struct nbd_req *r)
 {
     if (r->len == 0)
         return c->structured ? send_done(c, r) : reply_ok(c, r);
-    uint8_t *buf = malloc(r->len);
+    uint8_t *buf = nbd_buf_alloc(c, r->len);
     if (!buf)
         return nbd_cmd_reply_error(c, r, NBD_ENOMEM);
     int ret;

@@ -42,6 +42,15 @@ req_free(struct nbd_req *r)
     free(r);
 }
 
+void *
+nbd_buf_alloc(const struct nbd_conn *c, size_t len)
+{
+    void *p;
+    if (!c->exp->direct)
+        return malloc(len);
+    return posix_memalign(&p, NBD_DIRECT_ALIGN, len) == 0 ? p : NULL;
+}
+
 uint64_t
 nbd_now_ns(void)
 {
@@ -170,7 +179,7 @@ nbd_transmit(struct nbd_conn *c)
                 free(r);
                 break;
             }
-            if (!(r->payload = malloc(r->len ? r->len : 1)) ||
+            if (!(r->payload = nbd_buf_alloc(c, r->len ? r->len : 1)) ||
                 chan_read(&c->chan, r->payload, r->len) < 0) {
                 req_free(r);
                 break;

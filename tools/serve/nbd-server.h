@@ -49,7 +49,9 @@ struct nbd_export {
 /* Transmission flags for a client that negotiated structured replies or not. */
 uint16_t export_tflags(const struct nbd_export *e, bool structured);
 
-enum tls_mode { TLS_OFF, TLS_REQUIRE };
+/* --tls: off (STARTTLS refused), on (offered; clear text allowed), require
+ * (every option but STARTTLS and ABORT refused until TLS is up). */
+enum tls_mode { TLS_OFF, TLS_ALLOW, TLS_REQUIRE };
 
 struct nbd_server_opts {
     const char *socket_path;   /* -k; NULL: TCP */
@@ -139,6 +141,12 @@ struct nbd_req {
 
 /* nbd-conn.c: CLOCK_MONOTONIC in nanoseconds. */
 uint64_t nbd_now_ns(void);
+
+/* nbd-conn.c: a buffer for request data (free() it): with O_DIRECT
+ * (--cache=none, directsync) aligned to NBD_DIRECT_ALIGN, so the image's
+ * file reads and writes it without a bounce buffer. */
+#define NBD_DIRECT_ALIGN 4096
+void *nbd_buf_alloc(const struct nbd_conn *c, size_t len);
 
 /* nbd-cmd.c: execute @r on @c's export and send its reply.  Returns 0, or
  * -1 when the reply could not be sent (the connection is broken). */
