@@ -186,6 +186,14 @@ struct topcow_create_opts {
     bool vhdx_log_size_given;   /* false: 1 MiB; given as 0: refused, as by qemu-img */
     int vhdx_block_state_zero;  /* dynamic: new blocks in state ZERO (1, default
                                  * when 0) or NOT_PRESENT (-1) */
+    /* vmdk: adapter_type ("ide" default, "lsilogic", "buslogic", "legacyESX"),
+     * hwversion (NULL: "4", or "6" with compat6), toolsversion (NULL:
+     * "2147483647"), zeroed_grain (sparse subformats: GTE 1 marks zero grains). */
+    const char *vmdk_adapter_type;
+    const char *vmdk_hwversion;
+    const char *vmdk_toolsversion;
+    bool vmdk_compat6;
+    bool vmdk_zeroed_grain;
 };
 #define TOPCOW_CREATE_OPTS_INIT { .struct_size = sizeof(struct topcow_create_opts) }
 
@@ -302,6 +310,17 @@ TOPCOW_API int topcow_image_block_status(struct topcow_image *img, uint64_t off,
 /* ------------------------------------------------------------------------ */
 /* Information                                                               */
 
+/* One extent of a VMDK image (qemu-img info's "extents" list). */
+struct topcow_vmdk_extent {
+    const char *filename;        /* the extent's file as opened */
+    const char *format;          /* extent type from the descriptor ("SPARSE",
+                                  * "FLAT", ...), "" for a sparse file opened
+                                  * directly */
+    uint64_t virtual_size;       /* guest bytes the extent covers */
+    uint32_t cluster_size;       /* grain size in bytes; 0 for flat extents */
+    bool compressed;             /* grains are compressed (streamOptimized) */
+};
+
 struct topcow_info {
     size_t struct_size;          /* set by the caller to sizeof(struct topcow_info) */
     /* All strings below are owned by the image and valid until it is closed. */
@@ -326,6 +345,12 @@ struct topcow_info {
     bool data_file_raw;
     unsigned nb_snapshots;
     uint64_t vm_state_offset;    /* guest offset where VM state would live */
+    /* vmdk specifics (format == "vmdk"), as qemu-img info shows them: */
+    uint32_t vmdk_cid;
+    uint32_t vmdk_parent_cid;
+    const char *vmdk_create_type;          /* NULL when the descriptor has none */
+    size_t vmdk_nextents;
+    const struct topcow_vmdk_extent *vmdk_extents; /* owned by the image */
 };
 
 /* Fill *@info (whose struct_size the caller sets).  Returns 0 or -errno. */

@@ -114,6 +114,7 @@ extern const struct format_ops raw_format;
 extern const struct format_ops vdi_format;
 extern const struct format_ops vpc_format;
 extern const struct format_ops vhdx_format;
+extern const struct format_ops vmdk_format;
 
 /* The format called @name, or NULL. */
 const struct format_ops *format_lookup(const char *name);

@@ -11,6 +11,7 @@ static const struct format_ops *const formats[] = {
     &vdi_format,
     &vpc_format,
     &vhdx_format,
+    &vmdk_format,
     &raw_format,
 };
 

@@ -87,6 +87,31 @@ qcow2_specific(struct topcow_image *img, const struct topcow_info *info)
     return d;
 }
 
+/* The vmdk "format-specific" data (ImageInfoSpecificVmdk). */
+static struct json *
+vmdk_specific(const struct topcow_info *info)
+{
+    struct json *d = json_new_object();
+    json_set_uint(d, "cid", info->vmdk_cid);
+    json_set_uint(d, "parent-cid", info->vmdk_parent_cid);
+    json_set_string(d, "create-type", info->vmdk_create_type ? info->vmdk_create_type : "");
+    struct json *list = json_new_array();
+    for (size_t i = 0; i < info->vmdk_nextents; i++) {
+        const struct topcow_vmdk_extent *x = &info->vmdk_extents[i];
+        struct json *e = json_new_object();
+        if (x->compressed)
+            json_set_bool(e, "compressed", true);
+        json_set_uint(e, "virtual-size", x->virtual_size);
+        json_set_string(e, "filename", x->filename);
+        if (x->cluster_size)
+            json_set_uint(e, "cluster-size", x->cluster_size);
+        json_set_string(e, "format", x->format);
+        json_append(list, e);
+    }
+    json_set(d, "extents", list);
+    return d;
+}
+
 /* qemu-img's ImageInfo for one layer, members in schema order. */
 static struct json *
 image_info(struct topcow_image *img, const struct topcow_info *info)
@@ -115,6 +140,11 @@ image_info(struct topcow_image *img, const struct topcow_info *info)
         struct json *fs = json_new_object();
         json_set_string(fs, "type", "qcow2");
         json_set(fs, "data", qcow2_specific(img, info));
+        json_set(o, "format-specific", fs);
+    } else if (!strcmp(info->format, "vmdk")) {
+        struct json *fs = json_new_object();
+        json_set_string(fs, "type", "vmdk");
+        json_set(fs, "data", vmdk_specific(info));
         json_set(o, "format-specific", fs);
     }
     return o;
@@ -151,6 +181,11 @@ print_human(struct topcow_image *img, const struct topcow_info *info)
     }
     if (!strcmp(info->format, "qcow2")) {
         struct json *d = qcow2_specific(img, info);
+        printf("Format specific information:\n");
+        json_print_human(stdout, d, 1);
+        json_free(d);
+    } else if (!strcmp(info->format, "vmdk")) {
+        struct json *d = vmdk_specific(info);
         printf("Format specific information:\n");
         json_print_human(stdout, d, 1);
         json_free(d);

@@ -111,6 +111,7 @@ static const struct create_format *const formats[] = {
     &create_format_vdi,
     &create_format_vpc,
     &create_format_vhdx,
+    &create_format_vmdk,
 };
 
 const struct create_format *

@@ -42,6 +42,7 @@ extern const struct create_format create_format_raw;
 extern const struct create_format create_format_vdi;
 extern const struct create_format create_format_vpc;
 extern const struct create_format create_format_vhdx;
+extern const struct create_format create_format_vmdk;
 
 /* The format called @name, or NULL when topcow cannot create it. */
 const struct create_format *create_format_find(const char *name);
