@@ -150,6 +150,14 @@ void vmdk_sparse_close(struct vmdk_sparse *sp);
 int vmdk_sparse_lookup(struct vmdk_sparse *sp, struct io *file, const char *name, uint64_t off,
                        enum vmdk_grain_kind *kind, uint64_t *sector);
 
+/* The kind (and, for data, the grain's sector) at extent offset @off, and
+ * in *@len how far from @off (at most @max_len) grains of that kind run on
+ * within its grain table, data grains contiguous in the file; a missing
+ * table is one run to its end. */
+int vmdk_sparse_run(struct vmdk_sparse *sp, struct io *file, const char *name, uint64_t off,
+                    uint64_t max_len, enum vmdk_grain_kind *kind, uint64_t *sector,
+                    uint64_t *len);
+
 /* The same with sp->lock held by the caller. */
 int vmdk_sparse_lookup_locked(struct vmdk_sparse *sp, struct io *file, const char *name,
                               uint64_t off, enum vmdk_grain_kind *kind, uint64_t *sector);

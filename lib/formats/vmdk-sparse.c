@@ -284,6 +284,17 @@ get_gt(struct vmdk_sparse *sp, struct io *file, const char *name, uint32_t idx, 
     return 0;
 }
 
+/* The kind of an entry (0: unallocated; 1 with zeroed grains: zero). */
+static enum vmdk_grain_kind
+gte_kind(const struct vmdk_sparse *sp, uint32_t gte)
+{
+    if (gte == 0)
+        return VMDK_GRAIN_UNALLOCATED;
+    if (gte == 1 && sp->zeroed_grain)
+        return VMDK_GRAIN_ZERO;
+    return sp->compressed ? VMDK_GRAIN_COMPRESSED : VMDK_GRAIN_DATA;
+}
+
 int
 vmdk_sparse_lookup_locked(struct vmdk_sparse *sp, struct io *file, const char *name,
                           uint64_t off, enum vmdk_grain_kind *kind, uint64_t *sector)
@@ -296,14 +307,41 @@ vmdk_sparse_lookup_locked(struct vmdk_sparse *sp, struct io *file, const char *n
         return 0;
     int r = get_gt(sp, file, name, idx, &gt);
     uint32_t gte = r == 0 && gt ? gt[(off % sp->gt_span) / sp->grain] : 0;
-    if (r < 0 || gte == 0)
+    if (r < 0)
         return r;
-    if (gte == 1 && sp->zeroed_grain) {
-        *kind = VMDK_GRAIN_ZERO;
+    *kind = gte_kind(sp, gte);
+    if (*kind == VMDK_GRAIN_DATA || *kind == VMDK_GRAIN_COMPRESSED)
+        *sector = gte;
+    return 0;
+}
+
+int
+vmdk_sparse_run(struct vmdk_sparse *sp, struct io *file, const char *name, uint64_t off,
+                uint64_t max_len, enum vmdk_grain_kind *kind, uint64_t *sector, uint64_t *len)
+{
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE(&sp->lock);
+    int r = vmdk_sparse_lookup_locked(sp, file, name, off, kind, sector);
+    if (r < 0)
+        return r;
+    uint64_t in_gt = off % sp->gt_span;
+    uint64_t idx = off / sp->gt_span;
+    uint64_t run = MIN(max_len, sp->grain - off % sp->grain);
+    uint32_t *gt = idx < sp->gd_entries ? sp->gts[idx] : NULL;
+    if (!gt) {
+        /* No table (or past the directory): unallocated to the table's end. */
+        *len = idx < sp->gd_entries ? MIN(max_len, sp->gt_span - in_gt) : max_len;
         return 0;
     }
-    *kind = sp->compressed ? VMDK_GRAIN_COMPRESSED : VMDK_GRAIN_DATA;
-    *sector = gte;
+    /* Further grains of this table of the same kind (data: contiguous). */
+    uint64_t g = in_gt / sp->grain + 1, ngt = sp->gt_span / sp->grain;
+    for (; g < ngt && run < max_len; g++) {
+        uint32_t gte = gt[g];
+        if (gte_kind(sp, gte) != *kind ||
+            (*kind == VMDK_GRAIN_DATA && gte != *sector + (run + off % sp->grain) / VMDK_SECTOR))
+            break;
+        run = MIN(max_len, run + sp->grain);
+    }
+    *len = run;
     return 0;
 }
 

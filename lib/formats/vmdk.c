@@ -562,11 +562,13 @@ sparse_status(struct topcow_image *img, struct vmdk_extent *e, uint64_t rel, uin
     const char *name = extent_name(img, e);
     enum vmdk_grain_kind first = VMDK_GRAIN_UNALLOCATED;
     uint64_t first_sector = 0, done = 0;
+    /* Runs of one kind, a grain table at a time (a missing table is one
+     * run), joined while kind and (for data) host position continue. */
     while (done < len) {
         enum vmdk_grain_kind kind;
-        uint64_t sector;
+        uint64_t sector, run;
         uint64_t pos = rel + done;
-        int r = vmdk_sparse_lookup(sp, e->file, name, pos, &kind, &sector);
+        int r = vmdk_sparse_run(sp, e->file, name, pos, len - done, &kind, &sector, &run);
         if (r < 0)
             return r;
         uint64_t in = pos % sp->grain;
@@ -574,10 +576,10 @@ sparse_status(struct topcow_image *img, struct vmdk_extent *e, uint64_t rel, uin
             first = kind;
             first_sector = sector * VMDK_SECTOR + in;
         } else if (kind != first ||
-                   (kind == VMDK_GRAIN_DATA && sector * VMDK_SECTOR != first_sector + done)) {
+                   (kind == VMDK_GRAIN_DATA && sector * VMDK_SECTOR + in != first_sector + done)) {
             break;
         }
-        done += MIN(len - done, sp->grain - in);
+        done += run;
     }
     ext->length = done;
     ext->file = name;
