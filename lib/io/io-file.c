@@ -33,6 +33,13 @@ struct file_io {
     bool no_punch;            /* the filesystem refused PUNCH_HOLE once */
     bool no_zero_range;       /* ... or ZERO_RANGE */
     pthread_mutex_t rmw_lock; /* serializes read-modify-write bounces under O_DIRECT */
+    /* The last run of data SEEK_DATA/SEEK_HOLE found, [data_start, data_end),
+     * or data_end == 0.  SEEK_HOLE scans from its offset to the end of the
+     * run (page by page on tmpfs), so asking again inside a large run is
+     * costly; data stays data under writes, so only discards, zeroing and
+     * truncation forget the run. */
+    pthread_mutex_t seek_lock;
+    uint64_t data_start, data_end;
 };
 
 static struct file_io *
@@ -315,9 +322,19 @@ file_get_size(struct io *io, uint64_t *size)
     return 0;
 }
 
+/* Forget the cached data run (see struct file_io). */
+static void
+forget_data_run(struct file_io *f)
+{
+    pthread_mutex_lock(&f->seek_lock);
+    f->data_start = f->data_end = 0;
+    pthread_mutex_unlock(&f->seek_lock);
+}
+
 static int
 file_truncate(struct io *io, uint64_t size)
 {
+    forget_data_run(to_file(io));
     return ftruncate(to_file(io)->fd, (off_t)size) == 0 ? 0 : -errno;
 }
 
@@ -325,6 +342,7 @@ static int
 file_discard(struct io *io, uint64_t off, uint64_t len)
 {
     struct file_io *f = to_file(io);
+    forget_data_run(f);
     if (f->no_punch)
         return -ENOTSUP;
     if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
@@ -340,6 +358,7 @@ static int
 file_write_zeroes(struct io *io, uint64_t off, uint64_t len, unsigned flags)
 {
     struct file_io *f = to_file(io);
+    forget_data_run(f);
     uint64_t size;
     int r = file_get_size(io, &size);
     if (r < 0)
@@ -378,7 +397,17 @@ file_preallocate(struct io *io, uint64_t off, uint64_t len)
 static int
 file_block_status(struct io *io, uint64_t off, uint64_t len, bool *is_data, uint64_t *pnum)
 {
-    int fd = to_file(io)->fd;
+    struct file_io *f = to_file(io);
+    int fd = f->fd;
+    pthread_mutex_lock(&f->seek_lock);
+    bool cached = off >= f->data_start && off < f->data_end;
+    uint64_t cached_end = f->data_end;
+    pthread_mutex_unlock(&f->seek_lock);
+    if (cached) {
+        *is_data = true;
+        *pnum = MIN(cached_end - off, len);
+        return 0;
+    }
     off_t data = lseek(fd, (off_t)off, SEEK_DATA);
     if (data < 0) {
         if (errno == ENXIO) { /* no data at or after off */
@@ -401,6 +430,10 @@ file_block_status(struct io *io, uint64_t off, uint64_t len, bool *is_data, uint
         *pnum = len;
         return 0;
     }
+    pthread_mutex_lock(&f->seek_lock);
+    f->data_start = off;
+    f->data_end = (uint64_t)hole;
+    pthread_mutex_unlock(&f->seek_lock);
     *is_data = true;
     *pnum = MIN((uint64_t)hole - off, len);
     return 0;
@@ -422,6 +455,7 @@ file_close(struct io *io)
     struct file_io *f = to_file(io);
     close(f->fd);
     pthread_mutex_destroy(&f->rmw_lock);
+    pthread_mutex_destroy(&f->seek_lock);
     io_base_fini(io);
     free(f);
 }
@@ -477,6 +511,7 @@ io_file_open(const char *path, unsigned flags, struct io **out)
     }
     f->fd = fd;
     pthread_mutex_init(&f->rmw_lock, NULL);
+    pthread_mutex_init(&f->seek_lock, NULL);
     int r = io_base_init(&f->base, &io_file_ops, path, flags);
     if (r < 0) {
         close(fd);
