@@ -106,9 +106,17 @@ done
 must_fail "$TOPCOW" dd if=odd.raw of=/nonexistent/x.out
 case $ERR in "topcow: /nonexistent/x.out: error while creating output image: "*) ;;
 *) fail "uncreatable output: $ERR" ;; esac
-must_fail "$TOPCOW" dd -O vmdk if=odd.raw of=x.out
-case $ERR in *"Unknown file format 'vmdk'"*) ;; *) fail "-O vmdk: $ERR" ;; esac
-[ ! -e x.out ] || fail "-O vmdk: output created"
+must_fail "$TOPCOW" dd -O qed if=odd.raw of=x.out
+case $ERR in *"Unknown file format 'qed'"*) ;; *) fail "-O qed: $ERR" ;; esac
+[ ! -e x.out ] || fail "-O qed: output created"
+# Other formats topcow writes are outputs too, read back by qemu-img.
+for fmt in vdi vmdk vpc vhdx; do
+    ok "$TOPCOW" dd -O $fmt bs=64k if=odd.raw of=x.$fmt
+    qemu-img convert -f $fmt -O raw x.$fmt x.back
+    truncate -s "$(stat -c %s odd.raw)" x.back # formats round the size up
+    cmp odd.raw x.back || fail "dd -O $fmt: qemu-img reads other bytes"
+    rm -f x.$fmt x.back
+done
 must_fail "$TOPCOW" dd -p if=odd.raw of=x.out
 must_fail "$TOPCOW" dd -o size=5 if=odd.raw of=x.out
 # An existing output is replaced.
