@@ -1,7 +1,7 @@
 #!/bin/bash
 # A short end-to-end tour of topcow: thin provisioning, a linked clone,
-# inspection, a consistency check, conversion - with QEMU's own tools
-# confirming every result.  Usage: scripts/demo.sh [BUILD_DIR]
+# inspection, a consistency check, conversion (to VDI and VHDX too),
+# serving over NBD - with QEMU's own tools confirming every result.  Usage: scripts/demo.sh [BUILD_DIR]
 set -euo pipefail
 BUILD=${1:-build}
 TOPCOW=$(cd "$BUILD" && pwd)/tools/topcow
@@ -49,5 +49,19 @@ step "QEMU agrees on the content"
 run qemu-img compare clone.qcow2 flat.qcow2
 run qemu-img compare flat.qcow2 flat.raw
 run "$TOPCOW" compare clone.qcow2 flat.raw
+
+step "Disks from other hypervisors: VirtualBox VDI and Hyper-V VHDX, both ways"
+run "$TOPCOW" convert -O vdi flat.qcow2 disk.vdi
+run "$TOPCOW" convert -O vhdx disk.vdi disk.vhdx
+run qemu-img compare flat.qcow2 disk.vhdx
+run qemu-img check disk.vhdx
+
+step "Serve the clone over NBD, as QEMU boots guests from it"
+printf '$ %s\n' "$TOPCOW serve -r -k $DIR/nbd.sock clone.qcow2 &"
+"$TOPCOW" serve -r -k "$DIR/nbd.sock" clone.qcow2 &
+trap 'kill $! 2>/dev/null; rm -rf "$DIR"' EXIT
+for _ in $(seq 100); do [ -S "$DIR/nbd.sock" ] && break; sleep 0.05; done
+run qemu-img compare -f qcow2 -F raw clone.qcow2 "nbd+unix:///?socket=$DIR/nbd.sock"
+wait # without -t the server exits when its last client leaves
 
 printf '\nDone: every image above passes qemu-img check and reads the same in QEMU.\n'
