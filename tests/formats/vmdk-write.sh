@@ -137,4 +137,12 @@ ok qemu-io -f vmdk -c 'write -P 0xbb 1000 3000' -c 'write -z 4M 4k' -c 'write -P
 ok qemu-img compare child.vmdk child2.vmdk
 qemu_check_clean child.vmdk
 info_same child.vmdk
+
+# -c: a streamOptimized image is compressed anyway, so it is accepted (as
+# qemu-img accepts it); other subformats refuse it.
+ok "$TOPCOW" convert -c -O vmdk -o subformat=streamOptimized src.qcow2 c.vmdk
+ok qemu-img compare src.qcow2 c.vmdk
+qemu_check_clean c.vmdk
+must_fail "$TOPCOW" convert -c -O vmdk src.qcow2 c2.vmdk
+grep -q "Compression not supported for this file format" <<<"$ERR" || fail "-c monolithicSparse: $ERR"
 exit 0

@@ -408,6 +408,12 @@ cmd_convert(int argc, char **argv)
     if ((v = optlist_get(&o.ol, "backing_fmt")))
         o.backing_fmt = v;
     optlist_get(&o.ol, "size");
+    /* A streamOptimized VMDK compresses every grain by itself: -c asks for
+     * what it does anyway (qemu-img accepts it there too). */
+    const char *sub = o.compress && !strcmp(o.out_fmt, "vmdk") ? optlist_get(&o.ol, "subformat")
+                                                               : NULL;
+    if (sub && !strcmp(sub, "streamOptimized"))
+        o.compress = false;
     if (check_args(&o, nfiles) < 0)
         goto out;
     if (o.quiet)

@@ -57,7 +57,12 @@ cmd_create(int argc, char **argv)
     if (!cf)
         die("Unknown file format '%s'", fmt);
     if (optlist_get(&ol, "help")) {
-        printf("Supported options:\n");
+        /* qemu-img names the format when no file is given (then it
+         * cannot list the file protocol's options as well). */
+        if (optind >= argc)
+            printf("Supported %s options:\n", fmt);
+        else
+            printf("Supported options:\n");
         cf->help();
         optlist_free(&ol);
         return 0;
