@@ -56,9 +56,10 @@ int fuzz_reopen(const uint8_t *data, size_t size, struct topcow_image **imgp);
 
 /* Open @data read-only as an image of @format ("vdi", "vmdk", "vpc",
  * "vhdx", ...) in memory, without its backing chain, named as a file in
- * the sandbox (so extent files a descriptor names resolve there).  Inputs
- * whose descriptor text could name a file outside the sandbox are
- * rejected.  Same returns as fuzz_open. */
+ * the sandbox (so extent files a descriptor names resolve there).  VMDK
+ * inputs whose descriptor text could name a file outside the sandbox are
+ * rejected (the other formats open no file but the image without their
+ * backing chain).  Same returns as fuzz_open. */
 int fuzz_open_format(const char *format, const uint8_t *data, size_t size,
                      struct topcow_image **imgp);
 
@@ -69,6 +70,10 @@ void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noretu
 /* Touch every byte of @s (NULL allowed), so a sanitizer sees a dangling or
  * unterminated string the library handed out. */
 void fuzz_touch_string(const char *s);
+
+/* topcow_image_get_info on an open image, every string it hands out
+ * touched, the virtual size matching the handle's; fuzz_fail otherwise. */
+void fuzz_get_info(struct topcow_image *img, struct topcow_info *info);
 
 /* Reads of one input, bounded: at most max_calls reads and max_bytes bytes. */
 struct fuzz_budget {

@@ -32,22 +32,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fuzz_open(data, size, true, &img) < 0)
         return 0;
 
-    struct topcow_info info = { .struct_size = sizeof info };
-    if (topcow_image_get_info(img, &info) < 0)
-        fuzz_fail("get_info failed on an open image: %s", topcow_last_error());
-    fuzz_touch_string(info.filename);
-    fuzz_touch_string(info.format);
-    fuzz_touch_string(info.backing_file);
-    fuzz_touch_string(info.backing_format);
-    fuzz_touch_string(info.full_backing_filename);
-    fuzz_touch_string(info.data_file);
-
-    const uint64_t disk = topcow_image_size(img);
+    struct topcow_info info;
+    fuzz_get_info(img, &info);
+    const uint64_t disk = info.virtual_size;
     const uint64_t cs = info.cluster_size;
-    if (disk != info.virtual_size || cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
-        fuzz_fail("info: virtual size %llu (handle says %llu), cluster size %llu",
-                  (unsigned long long)info.virtual_size, (unsigned long long)disk,
-                  (unsigned long long)cs);
+    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
+        fuzz_fail("info: cluster size %llu", (unsigned long long)cs);
     buf = malloc((size_t)cs);
     if (!buf) {
         topcow_image_close(img);

@@ -18,6 +18,8 @@ if mount -t tmpfs -o size=12m tmpfs small 2>/dev/null; then
 else
     SERVE_WRAP="strace -f -o /dev/null -e trace=pwrite64,pwritev,fallocate \
         -e inject=pwrite64,pwritev,fallocate:error=ENOSPC:when=40+"
+    # LeakSanitizer cannot run under ptrace (an ASan build).
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
     how="ENOSPC injected from the 40th write"
 fi
 img=small/img.qcow2
@@ -37,10 +39,10 @@ grep -q 'No space left on device' <<<"$out" ||
 # The server is still there, and the first 4 MiB are intact.
 ok qemu-io -f raw -c 'read -P 0x11 0 4M' "$U"
 serve_stop s
-out=$(qemu-img check "$img" 2>&1) || {
-    # Leaked clusters (allocated, then the write failed) are not corruption.
-    grep -q 'corrupt' <<<"$out" && { echo "$out" >&2; fail "image corrupted by the full disk"; }
-    grep -q 'leaked clusters' <<<"$out" || { echo "$out" >&2; fail "qemu-img check failed"; }
-}
+# Exit 0 (clean) or 3 (leaked clusters only: allocated, then the write
+# failed); 2 is corruption, 1 a check that could not run.
+st=0
+out=$(qemu-img check "$img" 2>&1) || st=$?
+[ "$st" = 0 ] || [ "$st" = 3 ] || { echo "$out" >&2; fail "qemu-img check exit $st after the full disk"; }
 ok qemu-io -r -f qcow2 -c 'read -P 0x11 0 4M' "$img"
 echo "PASS ($how)"

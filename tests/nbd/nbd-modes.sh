@@ -202,7 +202,7 @@ while True:
     data += chunk
 waited = time.monotonic() - t0
 assert data[:8] == b"NBDMAGIC", data[:8]
-assert 8 <= waited <= 20, "cut after %.1f s" % waited
+assert waited >= 8, "cut after %.1f s, before the handshake timeout" % waited
 PY
 ok qemu-io -r -f raw -c 'read 0 4k' "$(uri quiet)"
 serve_stop quiet

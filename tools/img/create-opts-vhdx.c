@@ -41,7 +41,7 @@ static void
 print_vhdx(const struct create_spec *spec)
 {
     const struct topcow_create_opts *o = &spec->opts;
-    printf(" size=%llu log_size=%u block_size=%u", create_opts_shown_size(spec),
+    printf(" size=%llu log_size=%u block_size=%u", (unsigned long long)spec->opts.size,
            o->vhdx_log_size_given ? o->vhdx_log_size : 1048576u, o->vhdx_block_size);
     if (o->subformat)
         printf(" subformat=%s", o->subformat);

@@ -49,7 +49,7 @@ static void
 print_vmdk(const struct create_spec *spec)
 {
     const struct topcow_create_opts *o = &spec->opts;
-    printf(" size=%llu", create_opts_shown_size(spec));
+    printf(" size=%llu", (unsigned long long)spec->opts.size);
     if (o->vmdk_adapter_type)
         printf(" adapter_type=%s", o->vmdk_adapter_type);
     if (o->backing_file)

@@ -150,7 +150,7 @@ create_opts_parse(struct optlist *ol, const char *path, struct create_spec *spec
 static void
 print_raw(const struct create_spec *spec)
 {
-    printf(" size=%llu", create_opts_shown_size(spec));
+    printf(" size=%llu", (unsigned long long)spec->opts.size);
     if (spec->prealloc)
         printf(" preallocation=%s", spec->prealloc);
 }
@@ -159,7 +159,7 @@ static void
 print_qcow2(const struct create_spec *spec)
 {
     const struct topcow_create_opts *o = &spec->opts;
-    unsigned long long shown = create_opts_shown_size(spec);
+    unsigned long long shown = (unsigned long long)spec->opts.size;
     const char *enc[][2] = {
         { "format", o->encrypt_format },
         { "key-secret", spec->key_secret },
@@ -221,12 +221,6 @@ help_qcow2(void)
 const struct create_format create_format_raw = { "raw", parse_raw, print_raw, help_raw };
 const struct create_format create_format_qcow2 = { "qcow2", parse_qcow2, print_qcow2,
                                                    help_qcow2 };
-
-unsigned long long
-create_opts_shown_size(const struct create_spec *spec)
-{
-    return spec->opts.size; /* as given: qemu-img rounds the image, not the line */
-}
 
 void
 create_opts_print(const char *path, const struct create_spec *spec)

@@ -47,13 +47,12 @@ extern const struct create_format create_format_vmdk;
 /* The format called @name, or NULL when topcow cannot create it. */
 const struct create_format *create_format_find(const char *name);
 
-/* For the formats' parse and print: preallocation= (off, falloc, full and,
- * unless @raw, metadata), a boolean option, and the size as qemu-img shows it
- * (as given, not rounded to sectors). */
+/* For the formats' parse: preallocation= (off, falloc, full and, unless
+ * @raw, metadata), and a boolean option.  (The Formatting line shows the
+ * size as given, spec->opts.size, as qemu-img does.) */
 void create_opts_prealloc(struct optlist *ol, const char *path, struct create_spec *spec,
                           bool raw);
 void create_opts_bool(struct optlist *ol, const char *path, const char *name, bool *field);
-unsigned long long create_opts_shown_size(const struct create_spec *spec);
 
 /* Parse the format options of @ol into spec->opts for an image at @path
  * through its format's parse (for qcow2: preallocation, compat (or
