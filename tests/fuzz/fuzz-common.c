@@ -89,13 +89,18 @@ safe_name(const uint8_t *p, size_t len)
 /* Whether every data-file name the library could find in @d is safe.  The
  * library opens a data file only for a version 3 header with the external
  * data bit set, and reads the name from a header extension lying wholly
- * inside the input; rather than re-implement the extension walk, check every
- * place such an extension could start. */
+ * inside the input and inside the first cluster; rather than re-implement
+ * the extension walk, check every place in that cluster where such an
+ * extension could start.  (Guest data past it may hold any bytes: a write
+ * of the fuzz target must not make its own image unopenable.) */
 static bool
 data_file_names_safe(const uint8_t *d, size_t n)
 {
     if (n < 80 || be32_get(d + 4) != 3 || !(be64_get(d + 72) & INCOMPAT_DATA_FILE))
         return true;
+    uint32_t bits = be32_get(d + 20);
+    if (bits >= 9 && bits <= 21 && n > (size_t)1 << bits)
+        n = (size_t)1 << bits; /* other cluster sizes do not open */
     for (size_t p = 0; p + 8 <= n; p++) {
         if (be32_get(d + p) != QCOW2_EXT_DATA_FILE)
             continue;
