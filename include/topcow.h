@@ -520,6 +520,134 @@ TOPCOW_API int topcow_image_check(struct topcow_image *img, unsigned flags,
                                   struct topcow_check_result *res, topcow_report_fn report,
                                   void *opaque);
 
+/* ------------------------------------------------------------------------ */
+/* Live statistics (what `topcow top` shows)                                 */
+/*
+ * Every image opened with topcow_image_open (the top of a chain) counts its
+ * requests and publishes the counters in a small shared-memory file in the
+ * statistics directory, where `topcow top`, or any program using
+ * topcow_stats_scan, reads them without talking to the process.  The cost is
+ * a few relaxed atomic additions per request.  The file disappears when the
+ * image is closed; a file left by a process that died (even by SIGKILL) is
+ * removed by the next scan, which sees that its owner no longer holds it.
+ *
+ * The directory: $TOPCOW_STATS_DIR, else $XDG_RUNTIME_DIR/topcow, else
+ * /run/topcow for root, else /tmp/topcow-UID.  TOPCOW_STATS=off in the
+ * environment turns statistics off: nothing is published and requests are
+ * not counted (topcow_image_get_stats then reports zeros).  When the
+ * directory cannot be written, the counters are kept in private memory.
+ */
+
+#define TOPCOW_STATS_HEAT_BUCKETS 1024 /* regions of the virtual disk in the heat map */
+#define TOPCOW_STATS_LAT_BUCKETS 40    /* latency histogram: bucket i counts requests that
+                                        * took [2^i, 2^(i+1)) ns (bucket 0 also < 1 ns) */
+#define TOPCOW_STATS_MAX_LAYERS 16     /* layers of a chain published; deeper ones are not */
+#define TOPCOW_STATS_NAME_MAX 1024
+
+/* Kinds of guest requests. */
+enum topcow_stats_op {
+    TOPCOW_STATS_READ,
+    TOPCOW_STATS_WRITE,   /* including compressed writes */
+    TOPCOW_STATS_FLUSH,
+    TOPCOW_STATS_ZERO,    /* write_zeroes */
+    TOPCOW_STATS_DISCARD,
+    TOPCOW_STATS_OPS
+};
+
+/* Kinds of operations on a layer's host file. */
+enum topcow_stats_host_op {
+    TOPCOW_STATS_HOST_READ,
+    TOPCOW_STATS_HOST_WRITE,
+    TOPCOW_STATS_HOST_FLUSH,
+    TOPCOW_STATS_HOST_ZERO,
+    TOPCOW_STATS_HOST_DISCARD,
+    TOPCOW_STATS_HOST_TRUNCATE,
+    TOPCOW_STATS_HOST_OPS
+};
+
+/* One layer of a chain: depth 0 is the image that was opened, 1 its backing
+ * file, and so on.  Counters only grow, from the moment the image was opened. */
+struct topcow_stats_layer {
+    char filename[TOPCOW_STATS_NAME_MAX]; /* absolute path of the layer's file */
+    char format[16];                      /* "qcow2", "raw", ... */
+    unsigned depth;
+    /* Requests this layer received: at depth 0 the guest's, deeper the reads
+     * the layer above passed down for data it does not hold. */
+    uint64_t ops[TOPCOW_STATS_OPS];
+    uint64_t bytes[TOPCOW_STATS_OPS];
+    uint64_t errors[TOPCOW_STATS_OPS];
+    uint64_t read_bytes_resolved;  /* read bytes this layer answered itself (its data, or
+                                    * zeros), not passed to the layer below */
+    /* Operations on the layer's host file (metadata and data alike). */
+    uint64_t host_ops[TOPCOW_STATS_HOST_OPS];
+    uint64_t host_bytes[TOPCOW_STATS_HOST_OPS];
+    uint64_t host_nsec[TOPCOW_STATS_HOST_OPS];
+    /* Format internals (qcow2; zero for formats without them). */
+    uint64_t l2_hits, l2_misses;             /* L2 table cache */
+    uint64_t refcount_hits, refcount_misses; /* refcount block cache */
+    uint64_t clusters_allocated;             /* host clusters, data and metadata */
+    uint64_t data_clusters_allocated;        /* host clusters for guest data */
+    uint64_t cow_bytes;            /* bytes copied from old contents (backing file,
+                                    * compressed cluster) around partial-cluster writes */
+    uint64_t compressed_reads;     /* compressed clusters read */
+    uint64_t decompress_nsec;      /* time spent decompressing them */
+    uint64_t discard_bytes;        /* guest bytes whose clusters a discard freed */
+};
+
+struct topcow_stats {
+    size_t struct_size;            /* set by the caller */
+    uint64_t pid;                  /* the process that has the image open */
+    uint64_t id;                   /* tells apart images one process has open */
+    char command[32];              /* its program and first argument ("topcow serve") */
+    uint64_t open_time_ns;         /* when the image was opened (CLOCK_REALTIME) */
+    uint64_t sample_time_ns;       /* when these figures were read (CLOCK_REALTIME) */
+    uint64_t virtual_size;
+    bool read_only;
+    uint64_t clients;              /* NBD clients connected (set by the server) */
+    uint64_t in_flight;            /* guest requests running now */
+    uint64_t zero_bytes_detected;  /* written bytes found to be zeros and stored as
+                                    * zero clusters (detect-zeroes, convert) */
+    /* Latency of guest requests, per enum topcow_stats_op. */
+    uint64_t latency[TOPCOW_STATS_OPS][TOPCOW_STATS_LAT_BUCKETS];
+    uint64_t latency_max_ns[TOPCOW_STATS_OPS];
+    uint64_t latency_nsec[TOPCOW_STATS_OPS]; /* summed */
+    /* Guest bytes read and written per region: bucket b covers guest
+     * bytes [b * B, (b + 1) * B) where B = ceil(virtual_size / BUCKETS). */
+    uint64_t heat_read[TOPCOW_STATS_HEAT_BUCKETS];
+    uint64_t heat_write[TOPCOW_STATS_HEAT_BUCKETS];
+    unsigned nlayers;              /* layers[0 .. nlayers) are filled */
+    struct topcow_stats_layer layers[TOPCOW_STATS_MAX_LAYERS];
+};
+
+/* Fill *@st with the current counters of @img (which must be a handle from
+ * topcow_image_open; set st->struct_size first).  Thread-safety: safe
+ * while other threads do I/O; counters are read one by one, not as one
+ * atomic snapshot. */
+TOPCOW_API int topcow_image_get_stats(struct topcow_image *img, struct topcow_stats *st);
+
+/* Figures only a front end knows, for the published statistics. */
+enum topcow_stats_note {
+    TOPCOW_STATS_NOTE_CLIENTS,        /* @n clients connected (+1) or left (-1) */
+    TOPCOW_STATS_NOTE_ZEROS_DETECTED, /* @n bytes of a write were zeros */
+};
+TOPCOW_API void topcow_image_stats_note(struct topcow_image *img, enum topcow_stats_note what,
+                                        int64_t n);
+
+/* The statistics directory in effect (see above).  Valid until the next
+ * call. */
+TOPCOW_API const char *topcow_stats_dir(void);
+
+/* Called by topcow_stats_scan with each image published; a non-zero
+ * return stops the scan and is returned by it.  @st is valid for the call. */
+typedef int (*topcow_stats_fn)(void *opaque, const struct topcow_stats *st);
+
+/* Call @fn for every image published in @dir (NULL: topcow_stats_dir()),
+ * removing the files of processes that are gone.  Files that are not
+ * statistics, or of another version, are skipped.  Returns 0, @fn's
+ * non-zero value, or -errno when the directory cannot be read (a missing
+ * directory is not an error: nothing is published). */
+TOPCOW_API int topcow_stats_scan(const char *dir, topcow_stats_fn fn, void *opaque);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,6 +7,7 @@ PKGS="build-essential gcc clang lld meson ninja-build pkg-config
       zlib1g-dev libzstd-dev libdeflate-dev libssl-dev nettle-dev liburing-dev
       qemu-utils cryptsetup-bin hyperfine bzip2 xxd strace python3 libclang-rt-14-dev valgrind
       libgnutls28-dev gnutls-bin libnbd-bin python3-libnbd fio
+      libncurses-dev libjson-c-dev tmux prometheus
       qemu-system-x86 seabios busybox-static syslinux-common mtools dosfstools cpio syslinux"
 
 # ---- guest kernel for tests/interop/guest-boot.sh ---------------------------

@@ -30,6 +30,7 @@ static const struct command commands[] = {
     { "rebase", cmd_rebase, "change the backing file of an image (qemu-img rebase)" },
     { "io", cmd_io, "run qemu-io commands on an image (qemu-io)" },
     { "serve", cmd_serve, "export an image over NBD (qemu-nbd)" },
+    { "top", cmd_top, "live statistics of open images and QEMU drives" },
 };
 
 static void

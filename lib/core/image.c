@@ -209,7 +209,10 @@ topcow_image_open(struct topcow_image **imgp, const char *path,
     if (!imgp || !path)
         return err_set(-EINVAL, "NULL argument");
     *imgp = NULL;
-    return open_chain(imgp, path, opts_or_default(opts, &o), 0);
+    int r = open_chain(imgp, path, opts_or_default(opts, &o), 0);
+    if (r == 0)
+        stats_publish(*imgp);
+    return r;
 }
 
 int
@@ -217,7 +220,10 @@ image_open_io(struct topcow_image **imgp, struct io *file, const char *name,
               const struct topcow_open_opts *opts)
 {
     struct topcow_open_opts o;
-    return open_on_io(imgp, file, name, opts_or_default(opts, &o), 0);
+    int r = open_on_io(imgp, file, name, opts_or_default(opts, &o), 0);
+    if (r == 0)
+        stats_publish(*imgp);
+    return r;
 }
 
 /* Close @img and its backing chain; the first failure's message stays. */
@@ -244,7 +250,10 @@ topcow_image_close(struct topcow_image *img)
     if (!img)
         return 0; /* a true no-op: the last error message stays */
     err_begin("close");
-    return image_close(img);
+    struct stats_region *region = img->stats_region;
+    int r = image_close(img);
+    stats_unpublish(region);
+    return r;
 }
 
 /* ---- creation ----------------------------------------------------------- */
@@ -267,6 +276,26 @@ topcow_image_create(const char *path, const struct topcow_create_opts *opts)
 }
 
 /* ---- data path ---------------------------------------------------------- */
+
+/* Start accounting a guest request: returns its start time, or 0 when the
+ * image is not counted. */
+static inline uint64_t
+request_begin(struct topcow_image *img)
+{
+    if (!img->stats_region)
+        return 0;
+    stats_add(&img->stats_region->in_flight, 1);
+    return stats_now_ns();
+}
+
+static inline int
+request_end(struct topcow_image *img, enum topcow_stats_op op, uint64_t off, uint64_t len, int r,
+            uint64_t t0)
+{
+    if (t0)
+        stats_request_done(img->stats_region, img->stats, op, off, len, r, t0);
+    return r;
+}
 
 static int
 check_request(struct topcow_image *img, uint64_t off, uint64_t len, bool write)
@@ -294,7 +323,9 @@ topcow_image_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off
     int r = check_request(img, off, len, false);
     if (r < 0 || len == 0)
         return r;
-    return img->ops->pread(img, buf, len, off);
+    uint64_t t0 = request_begin(img);
+    r = img->ops->pread(img, buf, len, off);
+    return request_end(img, TOPCOW_STATS_READ, off, len, r, t0);
 }
 
 int
@@ -307,7 +338,9 @@ topcow_image_pwrite(struct topcow_image *img, const void *buf, size_t len, uint6
         return r;
     if (img->flags & TOPCOW_OPEN_WRITETHROUGH)
         flags |= TOPCOW_WRITE_FUA;
-    return img->ops->pwrite(img, buf, len, off, flags);
+    uint64_t t0 = request_begin(img);
+    r = img->ops->pwrite(img, buf, len, off, flags);
+    return request_end(img, TOPCOW_STATS_WRITE, off, len, r, t0);
 }
 
 int
@@ -319,7 +352,9 @@ topcow_image_write_zeroes(struct topcow_image *img, uint64_t off, uint64_t len, 
         return r;
     if (img->flags & TOPCOW_OPEN_WRITETHROUGH)
         flags |= TOPCOW_WRITE_FUA;
-    return img->ops->write_zeroes(img, off, len, flags);
+    uint64_t t0 = request_begin(img);
+    r = img->ops->write_zeroes(img, off, len, flags);
+    return request_end(img, TOPCOW_STATS_ZERO, off, len, r, t0);
 }
 
 int
@@ -329,7 +364,9 @@ topcow_image_discard(struct topcow_image *img, uint64_t off, uint64_t len)
     int r = check_request(img, off, len, true);
     if (r < 0 || len == 0)
         return r;
-    return img->ops->discard(img, off, len);
+    uint64_t t0 = request_begin(img);
+    r = img->ops->discard(img, off, len);
+    return request_end(img, TOPCOW_STATS_DISCARD, off, len, r, t0);
 }
 
 int
@@ -338,7 +375,9 @@ topcow_image_flush(struct topcow_image *img)
     err_begin("flush");
     if (img->read_only || (img->flags & TOPCOW_OPEN_UNSAFE))
         return 0;
-    return img->ops->flush(img);
+    uint64_t t0 = request_begin(img);
+    int r = img->ops->flush(img);
+    return request_end(img, TOPCOW_STATS_FLUSH, 0, 0, r, t0);
 }
 
 int
@@ -364,7 +403,9 @@ topcow_image_write_compressed(struct topcow_image *img, const struct topcow_comp
         return r;
     RETURN_ERR_IF(!img->ops->write_compressed, -ENOTSUP,
                   "%s: %s images have no compressed clusters", img->filename, img->ops->name);
-    r = img->ops->write_compressed(img, c);
+    uint64_t t0 = request_begin(img);
+    r = request_end(img, TOPCOW_STATS_WRITE, c->off, c->len, img->ops->write_compressed(img, c),
+                    t0);
     if (r == 0 && (img->flags & TOPCOW_OPEN_WRITETHROUGH))
         r = topcow_image_flush(img);
     return r;
@@ -400,8 +441,13 @@ image_backing_pread(struct topcow_image *img, void *buf, size_t len, uint64_t of
     if (b && off < b->size) {
         n = (size_t)MIN((uint64_t)len, b->size - off);
         int r = b->ops->pread(b, buf, n, off);
-        if (r < 0)
+        STATS_ADD(img->stats, read_passed_down, n);
+        STATS_ADD(b->stats, ops[TOPCOW_STATS_READ], 1);
+        if (r < 0) {
+            STATS_ADD(b->stats, errors[TOPCOW_STATS_READ], 1);
             return r;
+        }
+        STATS_ADD(b->stats, bytes[TOPCOW_STATS_READ], n);
     }
     memset((uint8_t *)buf + n, 0, len - n);
     return 0;

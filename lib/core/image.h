@@ -11,6 +11,7 @@
 
 #include "topcow.h"
 #include "io.h"
+#include "stats.h"
 
 struct topcow_image;
 
@@ -106,6 +107,10 @@ struct topcow_image {
     char *backing_format;        /* as stored, or NULL */
     char *full_backing_filename; /* resolved against the image's directory */
     struct topcow_image *backing;/* opened by the core; NULL if none */
+    /* Statistics (stats.h): the region of a top image, and the layer every
+     * image of the chain counts into; NULL when not counted. */
+    struct stats_region *stats_region;
+    struct stats_layer *stats;
 };
 
 /* Formats, in probe order. */

@@ -2,6 +2,7 @@
 /* Public entry points of the lifecycle operations (topcow.h): argument
  * checks shared by every format, then the format's implementation. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "error.h"
@@ -77,6 +78,8 @@ topcow_image_resize(struct topcow_image *img, uint64_t size, unsigned flags,
         if (reach > old && prealloc == TOPCOW_PREALLOC_OFF)
             r = img->ops->write_zeroes(img, old, reach - old, 0);
     }
+    if (img->stats_region)
+        atomic_store_explicit(&img->stats_region->virtual_size, img->size, memory_order_relaxed);
     return r;
 }
 

@@ -19,6 +19,7 @@ io_base_init(struct io *io, const struct io_ops *ops, const char *name, unsigned
     io->ops = ops;
     io->flags = flags;
     io->alignment = 1;
+    io->stats = &io->own_stats;
     io->name = strdup(name ? name : "");
     if (!io->name)
         return err_set(-ENOMEM, "out of memory");
@@ -68,12 +69,12 @@ now_ns(void)
 static void
 account(struct io *io, enum io_op_kind kind, uint64_t bytes, int r, uint64_t ns)
 {
-    atomic_fetch_add_explicit(&io->stats.ops[kind], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&io->stats.nsec[kind], ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&io->stats->ops[kind], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&io->stats->nsec[kind], ns, memory_order_relaxed);
     if (r < 0)
-        atomic_fetch_add_explicit(&io->stats.errors[kind], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&io->stats->errors[kind], 1, memory_order_relaxed);
     else
-        atomic_fetch_add_explicit(&io->stats.bytes[kind], bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&io->stats->bytes[kind], bytes, memory_order_relaxed);
 }
 
 /* Messages for backend failures name the file; a backend that already set a

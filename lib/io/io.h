@@ -95,7 +95,9 @@ struct io {
     char *name;                 /* file name or description, for messages */
     unsigned flags;             /* IO_* flags it was opened with */
     unsigned alignment;         /* required buffer/offset alignment (1, or 512/4096 with O_DIRECT) */
-    struct io_stats stats;
+    struct io_stats *stats;     /* where the wrappers count: own_stats, or the published
+                                 * statistics of the image layer the file belongs to */
+    struct io_stats own_stats;
     pthread_mutex_t *serialize; /* non-NULL for IO_SERIALIZE backends */
 };
 

@@ -142,6 +142,7 @@ place_stream(struct qcow2_state *s, uint64_t len, uint64_t *host)
         bool fresh;
         if ((r = qcow2_alloc_clusters(s, 1, &nc, &got, &fresh)) < 0)
             return r;
+        STATS_ADD(s->img->stats, data_clusters_allocated, 1);
         if (p && nc == p + room) { /* the next cluster: continue across */
             *host = p;
             r = qcow2_refcount_update(s, p & ~(cs - 1), 1, 1);
@@ -246,9 +247,11 @@ write_compressed_locked(struct qcow2_state *s, const struct topcow_compressed *c
     for (; placed < c->n; placed++) {
         uint64_t got;
         bool fresh;
-        if (c->clusters[placed].raw)
+        if (c->clusters[placed].raw) {
             r = qcow2_alloc_clusters(s, 1, &host[placed], &got, &fresh);
-        else
+            if (r == 0)
+                STATS_ADD(s->img->stats, data_clusters_allocated, 1);
+        } else
             r = place_stream(s, c->clusters[placed].len, &host[placed]);
         if (r < 0)
             break;

@@ -243,6 +243,7 @@ create_block(struct qcow2_state *s, uint64_t ti, uint64_t c)
     s->rt[ti] = c << s->cluster_bits;
     qcow2_mark_chunk_dirty(s->rt_dirty, ti);
     s->fresh_from = MAX(s->fresh_from, c + 1);
+    STATS_ADD(s->img->stats, clusters_allocated, 1);
     return 0;
 }
 
@@ -260,6 +261,7 @@ create_block_at(struct qcow2_state *s, uint64_t ti, uint64_t c)
     s->rt[ti] = c << s->cluster_bits;
     qcow2_mark_chunk_dirty(s->rt_dirty, ti);
     s->fresh_from = MAX(s->fresh_from, c + 1);
+    STATS_ADD(s->img->stats, clusters_allocated, 1);
     return qcow2_refcount_update(s, c << s->cluster_bits, 1, 1);
 }
 
@@ -467,6 +469,7 @@ qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *offset, uint64
         *offset = run_start << s->cluster_bits;
         if (got)
             *got = count;
+        STATS_ADD(s->img->stats, clusters_allocated, count);
         return 0;
     }
 }

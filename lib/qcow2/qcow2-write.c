@@ -279,8 +279,10 @@ write_run(struct qcow2_state *s, const uint8_t *buf, uint64_t off, uint64_t len,
             }
             r = read_old(s, &plans[k], g, pc->rel, pc->len, pc->buf, &decompressed);
             /* A fresh cluster already reads as zeros (not through a cipher). */
-            if (r == 0 && !(fresh && !s->h.crypt_method && is_zero(pc->buf, pc->len)))
+            if (r == 0 && !(fresh && !s->h.crypt_method && is_zero(pc->buf, pc->len))) {
                 segs[nsegs++] = (struct seg){ host_base + k * cs + pc->rel, pc->len, pc->buf };
+                STATS_ADD(s->img->stats, cow_bytes, pc->len);
+            }
         }
         free(decompressed);
     }
@@ -316,6 +318,8 @@ write_run(struct qcow2_state *s, const uint8_t *buf, uint64_t off, uint64_t len,
     qcow2_cache_mark_dirty(s->l2_cache, l2);
     qcow2_cache_put(s->l2_cache, l2);
     s->deps_unsynced = true;
+    if (!reuse)
+        STATS_ADD(s->img->stats, data_clusters_allocated, n);
     free(plans);
     *done = data_end - off;
     return r;

@@ -352,6 +352,8 @@ qcow2_discard(struct topcow_image *img, uint64_t off, uint64_t len)
             if (r == 0) {
                 qcow2_l2e_set(s, l2, i, ne, nbm);
                 qcow2_cache_mark_dirty(s->l2_cache, l2);
+                if (allocated)
+                    STATS_ADD(s->img->stats, discard_bytes, cs);
             }
         }
         qcow2_cache_put(s->l2_cache, l2);

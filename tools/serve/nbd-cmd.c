@@ -233,6 +233,8 @@ cmd_write(struct nbd_conn *c, struct nbd_req *r)
         if (e->detect_zeroes == DETECT_ZEROES_UNMAP && e->discard)
             zf |= TOPCOW_ZERO_MAY_UNMAP;
         err = topcow_image_write_zeroes(e->img, r->offset, r->len, zf);
+        if (err == 0)
+            topcow_image_stats_note(e->img, TOPCOW_STATS_NOTE_ZEROS_DETECTED, r->len);
     } else {
         err = topcow_image_pwrite(e->img, r->payload, r->len, r->offset, fua);
     }

@@ -118,7 +118,9 @@ conn_main(void *arg)
     chan_set_timeout(&c->chan, HANDSHAKE_TIMEOUT_S);
     if (nbd_handshake(c) == 1) {
         chan_set_timeout(&c->chan, 0);
+        topcow_image_stats_note(c->exp->img, TOPCOW_STATS_NOTE_CLIENTS, 1);
         nbd_transmit(c);
+        topcow_image_stats_note(c->exp->img, TOPCOW_STATS_NOTE_CLIENTS, -1);
     }
     pthread_mutex_lock(&srv->lock);
     for (struct nbd_conn **p = &srv->conns; *p; p = &(*p)->next)
