@@ -433,24 +433,39 @@ topcow_image_pwrite_compressed(struct topcow_image *img, const void *buf, size_t
     return r;
 }
 
-int
-image_backing_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off)
+/* Read from @img's backing chain; @guest: on behalf of a guest read (counted
+ * as passed down), not a copy-on-write. */
+static int
+backing_read(struct topcow_image *img, void *buf, size_t len, uint64_t off, bool guest)
 {
     struct topcow_image *b = img->backing;
     size_t n = 0;
     if (b && off < b->size) {
         n = (size_t)MIN((uint64_t)len, b->size - off);
         int r = b->ops->pread(b, buf, n, off);
-        STATS_ADD(img->stats, read_passed_down, n);
-        STATS_ADD(b->stats, ops[TOPCOW_STATS_READ], 1);
-        if (r < 0) {
-            STATS_ADD(b->stats, errors[TOPCOW_STATS_READ], 1);
-            return r;
+        if (guest) {
+            STATS_ADD(img->stats, read_passed_down, n);
+            STATS_ADD(b->stats, ops[TOPCOW_STATS_READ], 1);
+            STATS_ADD(b->stats, bytes[TOPCOW_STATS_READ], r < 0 ? 0 : n);
+            STATS_ADD(b->stats, errors[TOPCOW_STATS_READ], r < 0);
         }
-        STATS_ADD(b->stats, bytes[TOPCOW_STATS_READ], n);
+        if (r < 0)
+            return r;
     }
     memset((uint8_t *)buf + n, 0, len - n);
     return 0;
+}
+
+int
+image_backing_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off)
+{
+    return backing_read(img, buf, len, off, true);
+}
+
+int
+image_backing_copy(struct topcow_image *img, void *buf, size_t len, uint64_t off)
+{
+    return backing_read(img, buf, len, off, false);
 }
 
 int

@@ -135,8 +135,12 @@ int image_open_io(struct topcow_image **imgp, struct io *file, const char *name,
                   const struct topcow_open_opts *opts);
 
 /* Read guest range [@off, @off+@len) of @img's backing chain into @buf:
- * zeros where there is no backing file or the backing file is shorter. */
+ * zeros where there is no backing file or the backing file is shorter.
+ * image_backing_pread is for guest reads (the statistics count them as
+ * passed down to the backing layer); image_backing_copy for the old
+ * contents a copy-on-write needs. */
 int image_backing_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off);
+int image_backing_copy(struct topcow_image *img, void *buf, size_t len, uint64_t off);
 
 /* topcow_image_block_status without argument checks or a new error
  * context, for drivers consulting another image (their backing file). */

@@ -217,7 +217,7 @@ write_block(struct topcow_image *img, uint64_t blk, uint64_t in, const void *buf
             else if (!(block = malloc(bs)))
                 r = err_set(-ENOMEM, "out of memory");
             if (r == 0 && e == VDI_BLOCK_FREE && is_diff(s))
-                r = image_backing_pread(img, block, bs, blk * bs);
+                r = image_backing_copy(img, block, bs, blk * bs);
             else if (r == 0)
                 memset(block, 0, bs);
             if (r == 0) {

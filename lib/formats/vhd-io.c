@@ -188,7 +188,7 @@ fill_from_parent(struct topcow_image *img, struct vhd_state *s, uint32_t idx)
         bool set;
         uint64_t run = bitmap_run(bm, 0, pos, MIN(s->block_size - pos, COPY_CHUNK), &set);
         if (!set && block_guest + pos < img->size) {
-            r = image_backing_pread(img, buf, run, block_guest + pos);
+            r = image_backing_copy(img, buf, run, block_guest + pos);
             if (r == 0)
                 r = io_pwrite(img->file, buf, run, data + pos);
         }

@@ -368,7 +368,7 @@ allocate_grain(struct topcow_image *img, struct vmdk_extent *e, const uint8_t *d
     if (kind == VMDK_GRAIN_ZERO || n == sp->grain)
         memset(grain, 0, (size_t)sp->grain);
     else
-        r = image_backing_pread(img, grain, (size_t)sp->grain, e->start + g);
+        r = image_backing_copy(img, grain, (size_t)sp->grain, e->start + g);
     if (r == 0) {
         if (data)
             memcpy(grain + in, data, n);

@@ -361,10 +361,11 @@ int qcow2_deallocate(struct qcow2_state *s, uint64_t off, uint64_t len, bool pun
 int qcow2_write_locked(struct qcow2_state *s, const uint8_t *buf, uint64_t len, uint64_t off);
 /* Read one compressed cluster described by @l2e into @out (cluster_size bytes). */
 int qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out);
-/* Read guest bytes [@off, @off+@len) of one cluster as they are now (used
- * for copy-on-write sources).  No lock needed; the caller holds the range. */
+/* Read guest bytes [@off, @off+@len) of one cluster as they are now: for a
+ * guest read (@for_guest) or a copy-on-write source (statistics tell them
+ * apart).  No lock needed; the caller holds the range. */
 int qcow2_read_cluster_part(struct qcow2_state *s, const struct qcow2_extent *ext,
-                            uint64_t guest_off, uint8_t *buf, size_t len);
+                            uint64_t guest_off, uint8_t *buf, size_t len, bool for_guest);
 
 /* ---- qcow2-compress.c ----------------------------------------------------- */
 

@@ -36,7 +36,7 @@ qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out)
 
 int
 qcow2_read_cluster_part(struct qcow2_state *s, const struct qcow2_extent *ext, uint64_t guest_off,
-                        uint8_t *buf, size_t len)
+                        uint8_t *buf, size_t len, bool for_guest)
 {
     switch (ext->type) {
     case QCOW2_NORMAL:
@@ -49,7 +49,8 @@ qcow2_read_cluster_part(struct qcow2_state *s, const struct qcow2_extent *ext, u
         return 0;
     case QCOW2_UNALLOCATED:
     case QCOW2_UNALLOCATED_ALLOC:
-        return image_backing_pread(s->img, buf, len, guest_off);
+        return for_guest ? image_backing_pread(s->img, buf, len, guest_off)
+                         : image_backing_copy(s->img, buf, len, guest_off);
     case QCOW2_COMPRESSED: {
         uint8_t *tmp = malloc(s->cluster_size);
         if (!tmp)
@@ -98,7 +99,7 @@ qcow2_pread(struct topcow_image *img, void *buf, size_t len, uint64_t off)
             if (e[i].type == QCOW2_NORMAL && !s->h.crypt_method)
                 seg[nseg++] = (struct io_seg){ dst, e[i].len, e[i].host };
             else
-                r = qcow2_read_cluster_part(s, &e[i], off + at[i], dst, e[i].len);
+                r = qcow2_read_cluster_part(s, &e[i], off + at[i], dst, e[i].len, true);
         }
         if (r == 0 && nseg)
             r = io_pread_batch(s->data_file, seg, nseg);

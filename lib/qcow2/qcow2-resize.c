@@ -57,7 +57,7 @@ tail_is_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool *zero)
     if (ext.type == QCOW2_COMPRESSED)
         r = qcow2_read_compressed(s, ext.l2e, buf);
     else
-        r = qcow2_read_cluster_part(s, &ext, off, buf + in, len);
+        r = qcow2_read_cluster_part(s, &ext, off, buf + in, len, false);
     for (uint64_t i = 0; r == 0 && i < len; i++)
         if (buf[in + i]) {
             *zero = false;

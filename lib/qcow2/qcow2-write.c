@@ -143,7 +143,7 @@ read_old(struct qcow2_state *s, const struct cluster_plan *p, uint64_t g, uint64
         int t = qcow2_entry_type(s, p->old_e, p->old_bm, sc);
         e.type = t < 0 ? QCOW2_ZERO_PLAIN : (enum qcow2_type)t;
         e.host = (p->old_e & L2E_OFFSET_MASK) + rel;
-        int r = qcow2_read_cluster_part(s, &e, g + rel, out, (size_t)n);
+        int r = qcow2_read_cluster_part(s, &e, g + rel, out, (size_t)n, false);
         if (r < 0)
             return r;
         out += n;
