@@ -47,7 +47,10 @@
 # (parent of the scratch directory, default /dev/shm: the images stay in
 # memory, so the numbers are the servers' and not the disk's),
 # BENCH_TOPCOW_ARGS (extra options for topcow serve, e.g. --workers=8),
-# BENCH_ONLY (a regex over the configuration labels, e.g. 'qd8-c4').
+# BENCH_ONLY (a regex over the configuration labels, e.g. 'qd8-c4'),
+# BENCH_STATS_OFF=1 (a fourth server: topcow serve with TOPCOW_STATS=off,
+# so that the table also prints what publishing statistics for `topcow top`
+# costs: topcow / topcow-nostats, 1.00x = nothing).
 # The defaults take about 9.5 minutes: 14 configurations x 3 servers x
 # BENCH_RUNS x (BENCH_RAMP + BENCH_RUNTIME + about 0.4 s).
 set -euo pipefail
@@ -111,6 +114,11 @@ start_server() {
     qemu-nbd)
         qemu-nbd -f qcow2 -k "$sock" -t -e "$SHARED" --cache=writeback --aio="$qemu_aio" \
             image.qcow2 2>server.log &
+        ;;
+    topcow-nostats)
+        # shellcheck disable=SC2086
+        TOPCOW_STATS=off ./topcow serve -f qcow2 -k "$sock" -t -e "$SHARED" --cache=writeback \
+            --aio="$AIO" $TOPCOW_ARGS image.qcow2 2>server.log &
         ;;
     topcow-raw)
         # shellcheck disable=SC2086
@@ -225,13 +233,15 @@ if [ -n "${BENCH_ONLY:-}" ]; then
     configs=("${sel[@]}")
 fi
 servers=(topcow qemu-nbd topcow-raw)
+[ "${BENCH_STATS_OFF:-0}" = 1 ] && servers+=(topcow-nostats)
+nserv=${#servers[@]}
 
-est=$(awk -v n=${#configs[@]} -v r="$RUNS" -v t="$RUNTIME" -v p="$RAMP" \
-    'BEGIN { printf "%d", n * 3 * r * (t + p + 0.4) }')
+est=$(awk -v n=${#configs[@]} -v r="$RUNS" -v t="$RUNTIME" -v p="$RAMP" -v s="$nserv" \
+    'BEGIN { printf "%d", n * s * r * (t + p + 0.4) }')
 echo
-echo "== ${#configs[@]} configurations x 3 servers x $RUNS rounds of ${RAMP}+${RUNTIME} s" \
+echo "== ${#configs[@]} configurations x $nserv servers x $RUNS rounds of ${RAMP}+${RUNTIME} s" \
     "(about $((est / 60))m $((est % 60))s)"
-echo "   per run: IOPS (4k) or MB/s (1M), topcow / qemu-nbd / topcow-raw"
+echo "   per run: IOPS (4k) or MB/s (1M), ${servers[*]}"
 
 # One run: server $1 on label $2's configuration ($3.. = rw bs iodepth
 # connections) in round $round; appends "label server round value cpu%" to
@@ -270,13 +280,13 @@ for round in $(seq "$RUNS"); do
         set -- $c
         l=$(label "$@")
         line=$(printf 'round %d/%d  %-22s' "$round" "$RUNS" "$l")
-        for k in 0 1 2; do
-            s=${servers[$(((k + i + round) % 3))]}
+        for k in $(seq 0 $((nserv - 1))); do
+            s=${servers[$(((k + i + round) % nserv))]}
             measure "$s" "$l" "$@" || measure "$s" "$l" "$@" || echo "$l $s round $round" >>failures
         done
-        line+=$(awk -v l="$l" -v r="$round" '$1 == l && $3 == r { v[$2] = $4 }
-            END { split("topcow qemu-nbd topcow-raw", s, " ")
-                  for (k = 1; k <= 3; k++)
+        line+=$(awk -v l="$l" -v r="$round" -v names="${servers[*]}" '$1 == l && $3 == r { v[$2] = $4 }
+            END { n = split(names, s, " ")
+                  for (k = 1; k <= n; k++)
                       if (s[k] in v) printf " %10.0f", v[s[k]]; else printf " %10s", "failed" }' results)
         echo "$line"
         i=$((i + 1))
@@ -308,6 +318,21 @@ for c in "${configs[@]}"; do
             printf "%-22s %s %s %s  %s %s   %s %s %s\n", l, v(t, 10), v(q, 10), v(r, 10),
                 ratio(t, q, 14), ratio(t, r, 9), v(tc, 4), v(qc, 4), v(rc, 4) }'
 done
+
+if [ "$nserv" = 4 ]; then
+    echo
+    echo "== statistics for topcow top: topcow (publishing) / topcow-nostats (TOPCOW_STATS=off)"
+    for c in "${configs[@]}"; do
+        # shellcheck disable=SC2086
+        set -- $c
+        l=$(label "$@")
+        awk -v l="$l" -v t="$(med "$l" topcow 4)" -v o="$(med "$l" topcow-nostats 4)" 'BEGIN {
+            if (t > 0 && o > 0)
+                printf "%-22s %10.0f %10.0f  %6.3fx  (%+.1f%%)\n", l, t, o, t / o, (t / o - 1) * 100
+            else
+                printf "%-22s failed\n", l }'
+    done
+fi
 
 echo
 echo "== targets (printed, not enforced)"
