@@ -1,7 +1,7 @@
 #!/bin/bash
 # A short end-to-end tour of topcow: thin provisioning, a linked clone,
 # inspection, a consistency check, conversion (to VDI and VHDX too),
-# serving over NBD - with QEMU's own tools confirming every result.  Usage: scripts/demo.sh [BUILD_DIR]
+# serving over NBD, watching it live with topcow top - with QEMU's own tools confirming every result.  Usage: scripts/demo.sh [BUILD_DIR]
 set -euo pipefail
 BUILD=${1:-build}
 TOPCOW=$(cd "$BUILD" && pwd)/tools/topcow
@@ -57,11 +57,23 @@ run qemu-img compare flat.qcow2 disk.vhdx
 run qemu-img check disk.vhdx
 
 step "Serve the clone over NBD, as QEMU boots guests from it"
-printf '$ %s\n' "$TOPCOW serve -r -k $DIR/nbd.sock clone.qcow2 &"
-"$TOPCOW" serve -r -k "$DIR/nbd.sock" clone.qcow2 &
-trap 'kill $! 2>/dev/null; rm -rf "$DIR"' EXIT
+# The demo's own statistics directory, so that `topcow top` shows only it.
+export TOPCOW_STATS_DIR="$DIR/stats"
+printf '$ %s\n' "$TOPCOW serve -r -t -k $DIR/nbd.sock clone.qcow2 &"
+"$TOPCOW" serve -r -t -k "$DIR/nbd.sock" clone.qcow2 &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do [ -S "$DIR/nbd.sock" ] && break; sleep 0.05; done
 run qemu-img compare -f qcow2 -F raw clone.qcow2 "nbd+unix:///?socket=$DIR/nbd.sock"
-wait # without -t the server exits when its last client leaves
+
+step "Watch it live: topcow top (two samples a second apart while QEMU reads it)"
+( for _ in $(seq 30); do
+      qemu-io -f raw -r -c "read 0 64M" "nbd+unix:///?socket=$DIR/nbd.sock" >/dev/null 2>&1 || break
+  done ) &
+reader=$!
+run "$TOPCOW" top -b -n 2 -d 1
+kill "$reader" 2>/dev/null || true
+kill "$server"
+wait 2>/dev/null || true
 
 printf '\nDone: every image above passes qemu-img check and reads the same in QEMU.\n'
