@@ -334,6 +334,18 @@ emit(const struct convert_job *job, struct unit *u, uint64_t off, uint64_t len,
     return add_op(&u->writes, off, len, kind, 0, true);
 }
 
+/* Zeros found in data read: written as zeros when the run is at least
+ * @min long (and counted in the target's statistics), as data otherwise. */
+static int
+emit_found_zeros(const struct convert_job *job, struct unit *u, uint64_t off, uint64_t len,
+                 uint64_t min)
+{
+    if (len < min)
+        return emit(job, u, off, len, OP_DATA);
+    topcow_image_stats_note(job->dst, TOPCOW_STATS_NOTE_ZEROS_DETECTED, (int64_t)len);
+    return emit(job, u, off, len, OP_ZERO);
+}
+
 /* Split a data run into data and zero runs.  Zero detection looks at whole
  * granules of the target (the edges of the run count as granule edges); a
  * run of zero granules is treated as zeros when it is at least min_sparse
@@ -355,7 +367,7 @@ split_data(const struct convert_job *job, struct unit *u, const struct op *o)
             in_zero = true;
         } else if (!z) {
             if (in_zero)
-                r = emit(job, u, zstart, pos - zstart, pos - zstart >= min ? OP_ZERO : OP_DATA);
+                r = emit_found_zeros(job, u, zstart, pos - zstart, min);
             in_zero = false;
             if (r == 0)
                 r = emit(job, u, pos, ge - pos, OP_DATA);
@@ -363,7 +375,7 @@ split_data(const struct convert_job *job, struct unit *u, const struct op *o)
         pos = ge;
     }
     if (r == 0 && in_zero)
-        r = emit(job, u, zstart, end - zstart, end - zstart >= min ? OP_ZERO : OP_DATA);
+        r = emit_found_zeros(job, u, zstart, end - zstart, min);
     return r;
 }
 
@@ -512,8 +524,11 @@ build_compressed(struct reader *rd, struct unit *u)
         bool zeros = false; /* data that reads as zeros */
         if (data && (r = fill_cluster(rd, u, first, cst, cend)) < 0)
             break;
-        if (data && job->min_sparse && buf_is_zero(u->buf + (cst - u->start), cend - cst))
+        if (data && job->min_sparse && buf_is_zero(u->buf + (cst - u->start), cend - cst)) {
             data = false, zeros = true;
+            topcow_image_stats_note(job->dst, TOPCOW_STATS_NOTE_ZEROS_DETECTED,
+                                    (int64_t)(cend - cst));
+        }
         /* A short last cluster is compressed only at the target's end. */
         if (data && (cend - cst == cs || cend == dst_size))
             continue; /* joins the run */
