@@ -11,6 +11,7 @@
 #ifndef TOPCOW_TOOLS_TOP_H
 #define TOPCOW_TOOLS_TOP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -123,6 +124,10 @@ struct top_opts {
     bool only_active;          /* -o */
     enum top_sort sort;        /* -s / the screen's keys */
 };
+
+/* Set by SIGINT and SIGTERM (cmd-top.c, whose handler is in place before
+ * any mode starts); every mode's loop ends when it is set. */
+extern volatile sig_atomic_t top_stop;
 
 /* The full-screen view (top-screen.c): runs until `q`.  Returns the exit
  * code. */
