@@ -133,8 +133,9 @@ extern volatile sig_atomic_t top_stop;
  * code. */
 int top_screen_run(struct top_source *src, struct top_opts *o);
 
-/* Serve GET /metrics at @addr ("HOST:PORT" or ":PORT") until interrupted
- * (top-prom.c).  Returns the exit code. */
+/* Serve GET /metrics at @addr ("HOST:PORT", "[V6]:PORT" or ":PORT") until
+ * interrupted (top-prom.c).  Returns the exit code: 0 after SIGINT or
+ * SIGTERM, 1 when @addr cannot be listened on (one line on stderr). */
 int top_prom_serve(struct top_source *src, const char *addr);
 
 /* Figures for display: "12.3k", "1.2M" style with at most 5 characters. */
