@@ -65,20 +65,20 @@ parse_sort(const char *s, enum top_sort *out)
     return -1;
 }
 
-static volatile sig_atomic_t stop;
+volatile sig_atomic_t top_stop;
 
 static void
 on_signal(int sig)
 {
     (void)sig;
-    stop = 1;
+    top_stop = 1;
 }
 
 static void
 sleep_s(double s)
 {
     struct timespec ts = { (time_t)s, (long)((s - floor(s)) * 1e9) };
-    while (!stop && nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    while (!top_stop && nanosleep(&ts, &ts) < 0 && errno == EINTR) {
     }
 }
 
@@ -91,7 +91,7 @@ run_batch(struct top_source *src, const struct top_opts *o, bool json)
     if (top_sample_take(src, &s) < 0)
         die("out of memory");
     top_sample_free(&s);
-    for (long it = 1; !stop && (o->iterations == 0 || it <= o->iterations); it++) {
+    for (long it = 1; !top_stop && (o->iterations == 0 || it <= o->iterations); it++) {
         sleep_s(o->delay_s);
         if (top_sample_take(src, &s) < 0)
             die("out of memory");

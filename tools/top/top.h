@@ -11,6 +11,7 @@
 #ifndef TOPCOW_TOOLS_TOP_H
 #define TOPCOW_TOOLS_TOP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -124,12 +125,17 @@ struct top_opts {
     enum top_sort sort;        /* -s / the screen's keys */
 };
 
+/* Set by SIGINT and SIGTERM (cmd-top.c, whose handler is in place before
+ * any mode starts); every mode's loop ends when it is set. */
+extern volatile sig_atomic_t top_stop;
+
 /* The full-screen view (top-screen.c): runs until `q`.  Returns the exit
  * code. */
 int top_screen_run(struct top_source *src, struct top_opts *o);
 
-/* Serve GET /metrics at @addr ("HOST:PORT" or ":PORT") until interrupted
- * (top-prom.c).  Returns the exit code. */
+/* Serve GET /metrics at @addr ("HOST:PORT", "[V6]:PORT" or ":PORT") until
+ * interrupted (top-prom.c).  Returns the exit code: 0 after SIGINT or
+ * SIGTERM, 1 when @addr cannot be listened on (one line on stderr). */
 int top_prom_serve(struct top_source *src, const char *addr);
 
 /* Figures for display: "12.3k", "1.2M" style with at most 5 characters. */
