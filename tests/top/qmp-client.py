@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # A minimal QMP client for the top tests (QEMU's own python package is not
-# needed).  Every wait is bounded by 3 s: a monitor that does not greet us
-# (another client holds it) fails the command instead of hanging the test.
+# needed).  Every wait is bounded by $QMP_TIMEOUT seconds (default 3): a
+# monitor that does not greet us (another client holds it) fails the
+# command instead of hanging the test.
 #   qmp-client.py SOCKET CMD...  run each CMD and print its "return" value as
 #       one JSON line; CMD is a QMP command name, or "hmp:LINE" for
 #       human-monitor-command (whose output must be empty, as it is for
@@ -9,6 +10,7 @@
 #   qmp-client.py --hold SECONDS SOCKET   connect, negotiate, print "held",
 #       keep the monitor for SECONDS
 import json
+import os
 import socket
 import sys
 import time
@@ -16,7 +18,7 @@ import time
 
 def connect(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(3)
+    s.settimeout(float(os.environ.get("QMP_TIMEOUT", "3")))
     s.connect(path)
     f = s.makefile("rw", encoding="utf-8", newline="\n")
     greeting = json.loads(f.readline())
