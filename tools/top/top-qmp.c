@@ -10,7 +10,6 @@
  * other client holds costs one sample a timeout, never a hang. */
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,9 +418,10 @@ fill_counters(struct topcow_stats *st, json_object *stats)
     }
 }
 
-/* "qemu-system-x86_64", with the guest's -name after it when it has one. */
-static void
-process_name(struct top_qmp *q, char *buf, size_t len)
+/* "qemu-system-x86_64", with the guest's -name after it when it has one.
+ * Returns 0, or -1 with @why set when query-name failed. */
+static int
+process_name(struct top_qmp *q, char *buf, size_t len, char *why, size_t whylen)
 {
     char prog[256] = "qemu";
     if (q->pid) {
@@ -439,14 +439,12 @@ process_name(struct top_qmp *q, char *buf, size_t len)
         }
     }
     json_object *reply, *ret;
-    char why[256];
-    const char *guest = "";
-    if (command(q, "query-name", &reply, &ret, why, sizeof why) == 0)
-        guest = str_member(ret, "name");
-    else
-        reply = NULL; /* not fatal: the program name alone will do */
+    if (command(q, "query-name", &reply, &ret, why, whylen) < 0)
+        return -1;
+    const char *guest = str_member(ret, "name");
     snprintf(buf, len, "%s%s%s", prog, *guest ? " " : "", guest);
     json_object_put(reply);
+    return 0;
 }
 
 /* "qmp:SOCKET:DEVICE"; when that does not fit, its end is replaced by a
@@ -524,10 +522,9 @@ top_qmp_collect(struct top_qmp **conn, const char *socket_path, struct top_sampl
     char source[sizeof out->v->source];
     json_object *r1 = NULL, *r2 = NULL, *block, *blockstats;
     int rc = -1;
-    if (qmp_open(q, socket_path, why, sizeof why) < 0)
-        goto out;
-    process_name(q, source, sizeof source);
-    if (command(q, "query-block", &r1, &block, why, sizeof why) < 0 ||
+    if (qmp_open(q, socket_path, why, sizeof why) < 0 ||
+        process_name(q, source, sizeof source, why, sizeof why) < 0 ||
+        command(q, "query-block", &r1, &block, why, sizeof why) < 0 ||
         command(q, "query-blockstats", &r2, &blockstats, why, sizeof why) < 0)
         goto out;
     if (!json_object_is_type(block, json_type_array) ||
