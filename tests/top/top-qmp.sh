@@ -208,6 +208,42 @@ kill -TERM "$SPID"
 wait "$SPID" || fail "topcow serve exited with $?"
 SPID=
 
+# ---- what a QEMU could send: multi-line messages split across reads, events, ---------
+# replies to other ids, error replies (a fake monitor, tests/top/qmp-fake.py)
+fake_start() { # NAME [COMMAND TO FAIL]
+    /usr/bin/python3 "$TOPCOW_SRCDIR/tests/top/qmp-fake.py" "$SCRATCH/$1.sock" "${@:2}" \
+        >"$1.out" 2>&1 &
+    for _ in $(seq 100); do [ -s "$1.out" ] && break; sleep 0.05; done
+    [ "$(cat "$1.out")" = ready ] || fail "fake monitor $1: $(cat "$1.out")"
+}
+fake_start fake
+fpid=$!
+fake_start fakefail query-blockstats
+"$TOPCOW" top --qmp "$SCRATCH/fake.sock" --qmp "$SCRATCH/fakefail.sock" --json -n 1 -d 0.2 \
+    >j7.json 2>j7.err || fail "top with fake monitors exited with $?"
+[ "$(grep -cxF "topcow top: qmp $SCRATCH/fakefail.sock: query-blockstats: GenericError: \
+query-blockstats refused" j7.err)" = 2 ] && [ "$(wc -l <j7.err)" = 2 ] ||
+    { cat j7.err >&2; fail "fake monitor error reply"; }
+/usr/bin/python3 - "$SCRATCH" "$fpid" j7.json <<'EOF2' || fail "fake monitor figures"
+import json, sys
+imgs = json.load(open(sys.argv[3]))["images"]
+keys = [i["key"] for i in imgs]
+if keys != [f"qmp:{sys.argv[1]}/fake.sock:fake0"]:
+    sys.exit(f"images {keys}")
+i = imgs[0]
+got = (i["name"], i["command"], i["pid"], i["read_only"], i["depth"], i["virtual_size"],
+       [(l["file"], l["format"]) for l in i["layers"]], i["totals"])
+t = dict(read_ops=3, read_bytes=12288, read_errors=2, write_ops=2, write_bytes=1 << 20,
+         write_errors=0, flush_ops=1, flush_bytes=0, flush_errors=0, zero_ops=0, zero_bytes=0,
+         zero_errors=0, discard_ops=4, discard_bytes=65536, discard_errors=0,
+         read_latency_ns=3000, write_latency_ns=5000, flush_latency_ns=700,
+         zero_latency_ns=0, discard_latency_ns=11)
+want = ("fake0 (/fake/top.qcow2)", "python3 fakevm", int(sys.argv[2]), True, 2, 1 << 30,
+        [("/fake/top.qcow2", "qcow2"), ("/fake/base.raw", "raw")], t)
+if got != want:
+    sys.exit(f"got  {got}\nwant {want}")
+EOF2
+
 # ---- a stopped QEMU: one timeout, then back once it runs again ----------------------
 kill -STOP "$QPID"
 start=$SECONDS
