@@ -2,8 +2,9 @@
 # A fake QMP monitor for the top tests: what a real QEMU could send but the
 # test cannot make it send on cue.  Each message is pretty-printed over
 # several lines and written in two parts with a pause between them, every
-# reply comes after an event and after a reply to some other id, and the
-# command named by FAIL (if any) gets an error reply.  One drive "fake0"
+# reply comes after an event and after a reply to another id (the request's
+# id as a string; top sends numbers), and the command named by FAIL (if
+# any) gets an error reply.  One drive "fake0"
 # (a qcow2 over a backing file) and an empty CD-ROM drive.
 #   qmp-fake.py SOCKET [FAIL]   prints "ready" once it listens
 import json
@@ -57,7 +58,7 @@ while True:
             req = json.loads(line)
             cmd, rid = req["execute"], req.get("id")
             send({"event": "RESUME", "timestamp": {"seconds": 1, "microseconds": 2}})
-            send({"return": {}, "id": "not-yours"})
+            send({"return": {}, "id": str(rid)})
             if cmd == fail or cmd not in results:
                 send({"error": {"class": "GenericError", "desc": f"{cmd} refused"}, "id": rid})
             else:

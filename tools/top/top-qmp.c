@@ -216,7 +216,8 @@ command(struct top_qmp *q, const char *cmd, json_object **reply, json_object **r
         if (r < 0)
             return -1;
         if (!json_object_is_type(obj, json_type_object) ||
-            !json_object_object_get_ex(obj, "id", &v) || json_object_get_int64(v) != id) {
+            !json_object_object_get_ex(obj, "id", &v) || !json_object_is_type(v, json_type_int) ||
+            json_object_get_int64(v) != id) {
             json_object_put(obj); /* an event, or not ours */
             continue;
         }
