@@ -20,9 +20,8 @@ realtime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Room for one more image in @s; NULL when out of memory. */
-static struct top_image *
-sample_add(struct top_sample *s)
+struct top_image *
+top_sample_add(struct top_sample *s)
 {
     if ((s->n & (s->n - 1)) == 0) { /* grow at powers of two */
         size_t cap = s->n ? s->n * 2 : 4;
@@ -40,7 +39,7 @@ static int
 add_published(void *opaque, const struct topcow_stats *st)
 {
     struct top_sample *s = opaque;
-    struct top_image *img = sample_add(s);
+    struct top_image *img = top_sample_add(s);
     if (!img)
         return -ENOMEM;
     img->st = *st;

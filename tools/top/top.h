@@ -88,6 +88,9 @@ struct top_source {
  * on stderr printed once.  Returns 0 or -1 (out of memory). */
 int top_sample_take(struct top_source *src, struct top_sample *out);
 void top_sample_free(struct top_sample *s);
+/* Room for one more image at the end of @s, zeroed (for sources filling a
+ * sample); NULL when out of memory.  Earlier pointers into s->v may move. */
+struct top_image *top_sample_add(struct top_sample *s);
 void top_source_free(struct top_source *src);
 
 /* What the image is called: its top layer's file, or a QEMU drive's name. */
