@@ -6,7 +6,7 @@ BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 MESON_OPTS ?=
 
-.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd bench-nbd-aio bench-formats clean
+.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd bench-nbd-aio bench-formats bench-top clean
 
 all: build
 
@@ -74,6 +74,11 @@ bench-nbd: build
 # --aio=io_uring against --aio=threads and qemu-nbd, O_DIRECT on a scattered image.
 bench-nbd-aio: build
 	@./bench/nbd-aio.sh $(BUILD)/tools/topcow
+
+# What publishing statistics for topcow top costs: instructions under
+# callgrind, statistics on and off.
+bench-top: build
+	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} ./bench/top-overhead.sh $(BUILD)/tools/topcow
 
 # Converting VDI, VMDK, VHD and VHDX images to qcow2, against qemu-img.
 bench-formats: build

@@ -322,13 +322,18 @@ done
 if [ "$nserv" = 4 ]; then
     echo
     echo "== statistics for topcow top: topcow (publishing) / topcow-nostats (TOPCOW_STATS=off)"
+    echo "   medians, and the median of each round's own ratio (the two ran back to back)"
     for c in "${configs[@]}"; do
         # shellcheck disable=SC2086
         set -- $c
         l=$(label "$@")
-        awk -v l="$l" -v t="$(med "$l" topcow 4)" -v o="$(med "$l" topcow-nostats 4)" 'BEGIN {
+        pr=$(awk -v l="$l" '$1 == l && $2 == "topcow" { t[$3] = $4 }
+                           $1 == l && $2 == "topcow-nostats" { o[$3] = $4 }
+                           END { for (r in t) if (o[r] > 0) print t[r] / o[r] }' results | median_of)
+        awk -v l="$l" -v t="$(med "$l" topcow 4)" -v o="$(med "$l" topcow-nostats 4)" -v pr="$pr" 'BEGIN {
             if (t > 0 && o > 0)
-                printf "%-22s %10.0f %10.0f  %6.3fx  (%+.1f%%)\n", l, t, o, t / o, (t / o - 1) * 100
+                printf "%-22s %10.0f %10.0f  %6.3fx   per round %6.3fx (%+.1f%%)\n", l, t, o, t / o,
+                       pr, (pr - 1) * 100
             else
                 printf "%-22s failed\n", l }'
     done
