@@ -189,6 +189,17 @@ compute_rates(struct top_image *img, const struct top_image *p)
     }
 }
 
+/* A source failed with @msg: keep it as the status, and print it unless
+ * the screen is up or it was printed already (*@told). */
+static void
+report(struct top_source *src, bool *told, const char *msg)
+{
+    snprintf(src->status, sizeof src->status, "%s", msg);
+    if (!*told && !src->errors_quiet)
+        fprintf(stderr, "topcow top: %s\n", msg);
+    *told = true;
+}
+
 int
 top_sample_take(struct top_source *src, struct top_sample *out)
 {
@@ -199,16 +210,28 @@ top_sample_take(struct top_source *src, struct top_sample *out)
         top_sample_free(out);
         return -1;
     }
+    src->status[0] = '\0';
     if (r < 0) {
         static bool told;
-        if (!told)
-            fprintf(stderr, "topcow top: %s\n", topcow_last_error());
-        told = true;
+        report(src, &told, topcow_last_error());
+    }
+    if (src->n_qmp && !src->qmp_err && !(src->qmp_err = calloc(src->n_qmp, sizeof(char *)))) {
+        top_sample_free(out);
+        return -1;
     }
     for (size_t i = 0; i < src->n_qmp; i++) {
         char err[512];
-        if (top_qmp_collect(&src->qmp[i], src->qmp_sockets[i], out, err, sizeof err) < 0)
-            fprintf(stderr, "topcow top: %s\n", err);
+        if (top_qmp_collect(&src->qmp[i], src->qmp_sockets[i], out, err, sizeof err) < 0) {
+            bool same = src->qmp_err[i] && strcmp(src->qmp_err[i], err) == 0;
+            report(src, &same, err);
+            if (!src->qmp_err[i] || strcmp(src->qmp_err[i], err) != 0) {
+                free(src->qmp_err[i]);
+                src->qmp_err[i] = strdup(err);
+            }
+        } else {
+            free(src->qmp_err[i]); /* working again: a new failure is news */
+            src->qmp_err[i] = NULL;
+        }
     }
     for (size_t i = 0; i < out->n; i++) {
         struct top_image *img = &out->v[i];
@@ -248,8 +271,12 @@ top_sample_free(struct top_sample *s)
 void
 top_source_free(struct top_source *src)
 {
-    for (size_t i = 0; i < src->n_qmp; i++)
+    for (size_t i = 0; i < src->n_qmp; i++) {
         top_qmp_close(src->qmp ? src->qmp[i] : NULL);
+        if (src->qmp_err)
+            free(src->qmp_err[i]);
+    }
+    free(src->qmp_err);
     free(src->qmp);
     top_sample_free(&src->prev);
 }
