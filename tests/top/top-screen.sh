@@ -6,7 +6,8 @@
 # the detail view's heat maps mark exactly the regions the traffic touches;
 # Esc goes back; q, Ctrl-C and SIGTERM end it with the terminal restored
 # (alternate screen left, shell prompt back, exit status 0).  Runs with
-# colours (TERM=screen) and without (TERM=vt100: no colour sequence drawn).
+# colours (TERM=screen) and without (NO_COLOR=1, and TERM=vt100: no colour
+# sequence drawn; no alternate screen, so the last frame must be wiped).
 . "$TOPCOW_SRCDIR/tests/lib.sh"
 . "$TOPCOW_SRCDIR/tests/nbd/nbd-lib.sh"
 require tmux qemu-io
@@ -140,17 +141,20 @@ top_pid=$(ps -o pid= --ppid "$shell" | tr -d ' ')
 kill -TERM "$top_pid"
 until_screen main "SIGTERM: the shell is back" 'has "^top-exit=0$" && ! has "$header"'
 tm display -p -t main '#{alternate_on}' | grep -qx 0 || fail "SIGTERM: alternate screen on"
+# NO_COLOR=1 turns the colours off on a terminal that has them.
 tm send-keys -t main clear Enter
-tm send-keys -t main -l "$TOPCOW top -d 0.5; echo top-exit=\$?"
+tm send-keys -t main -l "NO_COLOR=1 $TOPCOW top -d 0.5; echo top-exit=\$?"
 tm send-keys -t main Enter
 until_screen main "third run" 'has "$header" && has zzz-busy.qcow2'
+colour_sgr main && fail "NO_COLOR=1: colour sequences drawn"
 tm send-keys -t main C-c
 until_screen main "Ctrl-C: the shell is back" 'has "^top-exit=0$" && ! has "$header"'
 tm display -p -t main '#{alternate_on}' | grep -qx 0 || fail "Ctrl-C: alternate screen on"
 
 # ---- without colours (vt100: no alternate screen either) ----------------------------
-tm new-session -d -s vt -x 100 -y 30 "exec env TERM=vt100 $TOPCOW top -d 0.5"
-tm set -t vt remain-on-exit on >/dev/null
+tm new-session -d -s vt -x 100 -y 30 "env PS1='$ ' bash --norc --noprofile"
+tm send-keys -t vt -l "TERM=vt100 $TOPCOW top -d 0.5; echo top-exit=\$?"
+tm send-keys -t vt Enter
 until_screen vt "vt100: both images listed" \
     'has "$header" && has aaa-idle.qcow2 && has zzz-busy.qcow2 && busy_rates'
 colour_sgr vt && fail "TERM=vt100: colour sequences drawn"
@@ -159,10 +163,10 @@ until_screen vt "vt100: detail view" 'has "${header} +PID .*zzz-busy.qcow2" && h
 heat_check Writes 7/8 1
 heat_check Reads 0 1/16
 tm send-keys -t vt q
-until_screen vt "vt100: q ends top" \
-    '[ "$(tm display -p -t vt "#{pane_dead} #{pane_dead_status}")" = "1 0" ]'
-has "$header" && { echo "$C" >&2; fail "vt100: the last frame was left on the terminal"; }
-grep -q "AddressSanitizer\|LeakSanitizer\|runtime error" <<<"$C" && fail "vt100: sanitizer report"
+until_screen vt "vt100: q: the shell is back" 'has "^top-exit=" && ! has "$header"'
+! has "Writes:|PID COMMAND" || { echo "$C" >&2; fail "vt100: the last frame was left"; }
+has '^top-exit=0$' || { echo "$C" >&2; fail "vt100: q: exit status"; }
+grep -q "Sanitizer\|runtime error" <<<"$C" && fail "sanitizer report"
 
 kill "$LOOP"
 wait "$LOOP" 2>/dev/null || true

@@ -94,7 +94,7 @@ put(int y, int x, attr_t attr, const char *text, bool fill)
     int w = screen_width();
     if (y < 0 || y >= LINES || x >= w)
         return;
-    attrset(attr);
+    attrset((int)attr);
     int n = (int)strlen(text);
     if (n > w - x)
         n = w - x;
@@ -601,7 +601,7 @@ draw_map(const struct screen *s, int y, const char *what, const uint64_t *v, uns
         putf(y, 0, A_NORMAL, "%*s |", HEAT_LABEL, label);
         for (unsigned c = 0; c < cols; c++) {
             int level = shade(v[r * cols + c], max);
-            attrset(shade_attr(s, level));
+            attrset((int)shade_attr(s, level));
             mvaddch(y, HEAT_LABEL + 2 + (int)c, (chtype)(unsigned char)shades[level]);
         }
         attrset(A_NORMAL);
