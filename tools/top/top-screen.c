@@ -360,8 +360,8 @@ draw_list(struct screen *s)
             a |= A_REVERSE;
         put(4 + r, 0, a, line, row == s->sel);
     }
-    draw_help("q quit  i/p/l/g/n/P sort by io/iops/latency/growth/name/pid  o only active  "
-                 "Enter detail  arrows move");
+    draw_help("q quit  i/p/l/g/n/P sort: io/iops/latency/growth/name/pid  o active only  "
+              "Enter detail  j/k move");
 }
 
 /* ---- the detail view ------------------------------------------------------ */
@@ -417,8 +417,7 @@ draw_detail_figures(const struct screen *s, const struct top_image *m, int y)
         if (m->write_amp >= 0)
             snprintf(amp, sizeof amp, "%.2f", m->write_amp);
         putf(y++, 0, A_NORMAL,
-             "Now     R/s %s  W/s %s  RB/s %s  WB/s %s  p99 %s ms  max %s ms  cache hit %s  "
-             "write amp %s",
+             "Now     R/s %s  W/s %s  RB/s %s  WB/s %s  p99 %s ms  max %s ms  hit %s  wamp %s",
              a, b, c, d, p99, max, hit, amp);
         top_fmt_bytes(a, sizeof a, m->cow_bytes_per_s);
         top_fmt_count(b, sizeof b, m->alloc_clusters_per_s);
@@ -545,16 +544,20 @@ draw_layers(const struct screen *s, const struct top_image *m, int y)
 static const char shades[] = " .:-=+*#%@";
 #define NSHADES ((int)sizeof shades - 1)
 
-/* The shade of a cell holding @v bytes when the busiest holds @max: a log
- * scale, so that a region touched a little still shows next to a hot one. */
+/* The shade of a cell holding @v bytes when the busiest holds @max: '@'
+ * down to half of @max, each lighter shade half the one before, and '.'
+ * for anything touched less; blank for untouched cells. */
 static int
 shade(uint64_t v, uint64_t max)
 {
     if (v == 0 || max == 0)
         return 0;
-    double frac = log1p((double)v) / log1p((double)max);
-    int level = 1 + (int)(frac * (NSHADES - 1 - 0.001));
-    return level < NSHADES ? level : NSHADES - 1;
+    int level = NSHADES - 1;
+    while (level > 1 && v * 2 <= max) {
+        v *= 2;
+        level--;
+    }
+    return level;
 }
 
 static attr_t
@@ -651,7 +654,7 @@ draw_heat(const struct screen *s, const struct top_image *m, int y)
     uint64_t cell_bytes = bucket * (TOPCOW_STATS_HEAT_BUCKETS / cells);
     char cb[16];
     top_fmt_bytes(cb, sizeof cb, (double)cell_bytes);
-    putf(y++, 0, title_attr(s), "Heat map %s  (t: %s)  cell %s  shades '%s' low to high",
+    putf(y++, 0, title_attr(s), "Heat map %s  (t: %s)  cell %s  '%s': each shade twice the one before",
          !s->heat_interval ? "since open" : p ? "of the last interval" : "(no interval yet)",
          s->heat_interval ? "since open" : "last interval", cb, shades);
     y = draw_map(s, y, "Reads", rd, rows, cols, cell_bytes);
@@ -677,7 +680,7 @@ draw_detail(struct screen *s)
     int y = draw_detail_figures(s, m, 2);
     y = draw_layers(s, m, y + 1);
     draw_heat(s, m, y + 1);
-    draw_help("Esc back  q quit  t heat map since open / last interval  arrows other image");
+    draw_help("Esc back  q quit  t heat map since open / last interval  j/k other image");
 }
 
 static void
