@@ -118,8 +118,8 @@ until_screen main "o again: both images" '! has "s  only active" && has aaa-idle
 # The busy image is the top row: select it (k moves up) and open it.
 tm send-keys -t main k k Enter
 until_screen main "detail view of the busy image" \
-    'has "${header} +PID [0-9]+ +topcow serve +.*zzz-busy.qcow2" && has "^Writes:" &&
-     has "^  0 qcow2 "'
+    'has "${header} +PID [0-9]+ +topcow serve +.*zzz-busy.qcow2" && has "^  0 qcow2 " &&
+     has "^Reads: [1-9]" && has "^Writes: [1-9]"'
 heat_check Writes 7/8 1
 heat_check Reads 0 1/16
 tm send-keys -t main Escape
@@ -159,7 +159,8 @@ until_screen vt "vt100: both images listed" \
     'has "$header" && has aaa-idle.qcow2 && has zzz-busy.qcow2 && busy_rates'
 colour_sgr vt && fail "TERM=vt100: colour sequences drawn"
 tm send-keys -t vt i k k Enter
-until_screen vt "vt100: detail view" 'has "${header} +PID .*zzz-busy.qcow2" && has "^Writes:"'
+until_screen vt "vt100: detail view" \
+    'has "${header} +PID .*zzz-busy.qcow2" && has "^Reads: [1-9]" && has "^Writes: [1-9]"'
 heat_check Writes 7/8 1
 heat_check Reads 0 1/16
 tm send-keys -t vt q
