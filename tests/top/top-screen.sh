@@ -4,7 +4,7 @@
 # one idle, named so that name order and traffic order are opposite.  The
 # rows appear; n and i reorder them; o hides the idle one and brings it back;
 # the detail view's heat maps mark exactly the regions the traffic touches;
-# Esc goes back; q, Ctrl-C and SIGTERM end it with the terminal restored
+# Esc goes back; a resize redraws at once; q, Ctrl-C and SIGTERM end it with the terminal restored
 # (alternate screen left, shell prompt back, exit status 0).  Runs with
 # colours (TERM=screen) and without (NO_COLOR=1, and TERM=vt100: no colour
 # sequence drawn; no alternate screen, so the last frame must be wiped).
@@ -152,8 +152,9 @@ until_screen main "Ctrl-C: the shell is back" 'has "^top-exit=0$" && ! has "$hea
 tm display -p -t main '#{alternate_on}' | grep -qx 0 || fail "Ctrl-C: alternate screen on"
 
 # ---- without colours (vt100: no alternate screen either) ----------------------------
+# -d 30: after the second sample (1 s, for rates) only keys and SIGWINCH redraw.
 tm new-session -d -s vt -x 100 -y 30 "env PS1='$ ' bash --norc --noprofile"
-tm send-keys -t vt -l "TERM=vt100 $TOPCOW top -d 0.5; echo top-exit=\$?"
+tm send-keys -t vt -l "TERM=vt100 $TOPCOW top -d 30; echo top-exit=\$?"
 tm send-keys -t vt Enter
 until_screen vt "vt100: both images listed" \
     'has "$header" && has aaa-idle.qcow2 && has zzz-busy.qcow2 && busy_rates'
@@ -163,6 +164,11 @@ until_screen vt "vt100: detail view" \
     'has "${header} +PID .*zzz-busy.qcow2" && has "^Reads: [1-9]" && has "^Writes: [1-9]"'
 heat_check Writes 7/8 1
 heat_check Reads 0 1/16
+# A larger window (SIGWINCH): the map is redrawn twice as wide.
+has '^ +0 \|.{64}\|$' || { echo "$C" >&2; fail "vt100: 64 cells a row at 100 columns"; }
+tm resize-window -t vt -x 160 -y 50
+until_screen vt "resize: 128 cells a row" 'has "^ +0 \|.{128}\|$"'
+heat_check Writes 7/8 1
 tm send-keys -t vt q
 until_screen vt "vt100: q: the shell is back" 'has "^top-exit=" && ! has "$header"'
 ! has "Writes:|PID COMMAND" || { echo "$C" >&2; fail "vt100: the last frame was left"; }

@@ -131,20 +131,26 @@ field(char *line, int n, int width, const char *text, int w, bool left, int *x)
         line[n++] = ' ';
     *x = n;
     int room = width - n;
+    line[n] = '\0';
     if (room <= 0)
         return n;
     int len = (int)strlen(text);
     if (w == 0) {
         if (len > room && room > 3) {
-            n += snprintf(line + n, (size_t)room + 1, "...%s", text + len - (room - 3));
-            return n;
+            const char *tail = text + len - (room - 3);
+            while ((*tail & 0xc0) == 0x80) /* not in the middle of a UTF-8 character */
+                tail++;
+            return n + snprintf(line + n, (size_t)room + 1, "...%s", tail);
         }
         w = len;
     }
     if (w > room)
         w = room;
-    if (len > w)
+    if (len > w) {
         len = w;
+        while (len > 0 && (text[len] & 0xc0) == 0x80)
+            len--;
+    }
     int pad = w - len;
     if (!left) {
         memset(line + n, ' ', (size_t)pad);
@@ -386,7 +392,7 @@ hours_string(char *buf, size_t len, double h)
 
 /* The figures above the layer table; returns the next free line. */
 static int
-draw_detail_figures(const struct screen *s, const struct top_image *m, int y)
+draw_detail_figures(const struct top_image *m, int y)
 {
     const struct topcow_stats *st = &m->st;
     const struct topcow_stats_layer *top = &st->layers[0];
@@ -469,7 +475,6 @@ draw_detail_figures(const struct screen *s, const struct top_image *m, int y)
     }
     putf(y++, 0, m->full_in_h >= 0 && m->full_in_h < 24 ? A_BOLD : A_NORMAL,
          "File    size %s  allocated %s  fs free %s  growth %s  %s", a, b, c, grow, full);
-    (void)s;
     return y;
 }
 
@@ -677,7 +682,7 @@ draw_detail(struct screen *s)
          top_image_name(m));
     if (s->status[0])
         put(1, 0, s->colors ? COLOR_PAIR(PAIR_STATUS) : A_BOLD, s->status, false);
-    int y = draw_detail_figures(s, m, 2);
+    int y = draw_detail_figures(m, 2);
     y = draw_layers(s, m, y + 1);
     draw_heat(s, m, y + 1);
     draw_help("Esc back  q quit  t heat map since open / last interval  j/k other image");
