@@ -3,8 +3,9 @@
 # one busy (writes to the last 1/8 of its disk, reads of the first 1/16) and
 # one idle, named so that name order and traffic order are opposite.  The
 # rows appear; n and i reorder them; o hides the idle one and brings it back;
-# the detail view's heat maps mark exactly the regions the traffic touches;
-# Esc goes back; a window resize redraws at once; q, Ctrl-C and SIGTERM end
+# the detail view's heat maps mark exactly the regions the traffic touches,
+# and t switches them to the last interval (an image written only before
+# top started goes blank); Esc goes back; a window resize redraws at once; q, Ctrl-C and SIGTERM end
 # it with the terminal restored (alternate screen left, shell prompt back,
 # exit status 0).  Runs with colours (TERM=screen) and without (NO_COLOR=1,
 # and TERM=vt100: no colour drawn; no alternate screen, so the last frame
@@ -36,6 +37,7 @@ trap stop_all EXIT
 ok qemu-io -f qcow2 -c 'write -P 2 0 16M' zzz-busy.qcow2
 serve_start busy -t -f qcow2 zzz-busy.qcow2
 serve_start idle -t -f qcow2 aaa-idle.qcow2
+ok qemu-io -f raw -c 'write -P 3 0 1M' "$(uri idle)"   # before top starts: never "active"
 (
     while qemu-io -f raw -c 'write -P 1 224M 32M' -c 'read 0 16M' "$(uri busy)" >/dev/null 2>&1
     do
@@ -71,12 +73,13 @@ busy_rates() {
 }
 colour_sgr() { tm capture-pane -p -e -t "$1" | grep -qP '\e\[([0-9]+;)*[34][0-7](;[0-9]+)*m'; }
 
-# heat_check MAP FROM TO: in the detail view's MAP ("Reads" or "Writes"),
-# the cells in [FROM, TO) (fractions of the disk) are all marked and the
-# others all blank.
-heat_check() {
+# heat_ok MAP FROM TO: in the detail view's MAP ("Reads" or "Writes"), the
+# cells in [FROM, TO) (fractions of the disk) are all marked and the others
+# all blank.  heat_check: the same or fail.
+heat_check() { heat_ok "$@" || { echo "$C" >&2; fail "heat map $1"; }; }
+heat_ok() {
     printf '%s\n' "$C" >screen.txt
-    /usr/bin/python3 - screen.txt "$@" <<'EOF' || { echo "$C" >&2; fail "heat map $1"; }
+    /usr/bin/python3 - screen.txt "$@" <<'EOF'
 import re, sys
 from fractions import Fraction
 name, lo, hi = sys.argv[2], Fraction(sys.argv[3]), Fraction(sys.argv[4])
@@ -125,6 +128,18 @@ heat_check Writes 7/8 1
 heat_check Reads 0 1/16
 tm send-keys -t main Escape
 until_screen main "Esc: back to the list" 'has "PID COMMAND" && has aaa-idle.qcow2'
+
+# The idle image was written once, at its start, before top began: t turns
+# its heat map from "since open" (marked there) to "the last interval" (blank).
+tm send-keys -t main j Enter
+until_screen main "detail view of the idle image" \
+    'has "${header} +PID .*aaa-idle.qcow2" && has "^Heat map since open"'
+heat_check Writes 0 1/256
+tm send-keys -t main t
+until_screen main "t: the heat map of the last interval" \
+    'has "^Heat map of the last interval" && heat_ok Writes 0 0'
+tm send-keys -t main t Escape
+until_screen main "Esc: back to the list again" 'has "PID COMMAND"'
 
 tm send-keys -t main q
 until_screen main "q: the shell is back" 'has "^top-exit=" && ! has "$header"'
