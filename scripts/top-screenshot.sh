@@ -67,7 +67,12 @@ sleep 3
 tm new-session -d -x 100 -y 8 "exec $TOPCOW top -d 2"
 sleep 5
 tm capture-pane -p >list.txt
-grep -q "2 images, 2 active" list.txt || { cat list.txt >&2; echo "top-screenshot: idle" >&2; exit 1; }
+if ! grep -q "2 images, 2 active" list.txt; then
+    cat list.txt >&2
+    cat ./*.fio >&2
+    echo "top-screenshot: the images are idle (fio output above)" >&2
+    exit 1
+fi
 tm resize-window -x 100 -y 24
 tm send-keys j j Enter   # the last row (the selection follows an image): web
 sleep 4.5

@@ -1,15 +1,15 @@
 #!/bin/bash
 # topcow top's full-screen view in a real terminal (tmux): two served images,
 # one busy (writes to the last 1/8 of its disk, reads of the first 1/16) and
-# one idle, named so that name order and traffic order are opposite.  The
-# rows appear; n and i reorder them; o hides the idle one and brings it back;
-# the detail view's heat maps mark exactly the regions the traffic touches,
-# and t switches them to the last interval (an image written only before
-# top started goes blank); Esc goes back; a window resize redraws at once; q, Ctrl-C and SIGTERM end
-# it with the terminal restored (alternate screen left, shell prompt back,
-# exit status 0).  Runs with colours (TERM=screen) and without (NO_COLOR=1,
-# and TERM=vt100: no colour drawn; no alternate screen, so the last frame
-# must be wiped).
+# one idle, named so that name order and traffic order are opposite.  The rows
+# appear; n and i reorder them; o hides the idle one and brings it back; the
+# detail view's heat maps mark exactly the regions the traffic touches, and t
+# switches them to the last interval (an image written only before top started
+# goes blank); Esc goes back; a window resize redraws at once; q, Ctrl-C and
+# SIGTERM end it with the terminal restored (alternate screen left, shell
+# prompt back, exit status 0).  Runs with colours (TERM=screen) and without
+# (NO_COLOR=1, and TERM=vt100: no colour drawn; no alternate screen, so the
+# last frame must be wiped).
 . "$TOPCOW_SRCDIR/tests/lib.sh"
 . "$TOPCOW_SRCDIR/tests/nbd/nbd-lib.sh"
 require tmux qemu-io

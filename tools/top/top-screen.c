@@ -659,7 +659,8 @@ draw_heat(const struct screen *s, const struct top_image *m, int y)
     uint64_t cell_bytes = bucket * (TOPCOW_STATS_HEAT_BUCKETS / cells);
     char cb[16];
     top_fmt_bytes(cb, sizeof cb, (double)cell_bytes);
-    putf(y++, 0, title_attr(s), "Heat map %s  (t: %s)  cell %s  '%s': each shade twice the one before",
+    putf(y++, 0, title_attr(s),
+         "Heat map %s  (t: %s)  cell %s  '%s': each shade twice the one before",
          !s->heat_interval ? "since open" : p ? "of the last interval" : "(no interval yet)",
          s->heat_interval ? "since open" : "last interval", cb, shades);
     y = draw_map(s, y, "Reads", rd, rows, cols, cell_bytes);
