@@ -657,12 +657,12 @@ draw_heat(const struct screen *s, const struct top_image *m, int y)
     uint64_t bucket = (m->st.virtual_size + TOPCOW_STATS_HEAT_BUCKETS - 1) /
                       TOPCOW_STATS_HEAT_BUCKETS;
     uint64_t cell_bytes = bucket * (TOPCOW_STATS_HEAT_BUCKETS / cells);
-    char cb[16];
+    char cb[16], rb[16];
     top_fmt_bytes(cb, sizeof cb, (double)cell_bytes);
-    putf(y++, 0, title_attr(s),
-         "Heat map %s  (t: %s)  cell %s  '%s': each shade twice the one before",
+    top_fmt_bytes(rb, sizeof rb, (double)(cell_bytes * cols));
+    putf(y++, 0, title_attr(s), "Heat map %s (t: %s)  cell %s, row %s  '%s' each shade x2",
          !s->heat_interval ? "since open" : p ? "of the last interval" : "(no interval yet)",
-         s->heat_interval ? "since open" : "last interval", cb, shades);
+         s->heat_interval ? "since open" : "last interval", cb, rb, shades);
     y = draw_map(s, y, "Reads", rd, rows, cols, cell_bytes);
     draw_map(s, y, "Writes", wr, rows, cols, cell_bytes);
 }
