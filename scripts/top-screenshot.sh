@@ -26,8 +26,7 @@ OUT=$(realpath "$OUT")
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/vm-images.XXXXXX")
 export TOPCOW_STATS_DIR="$DIR/.stats"
 unset TMUX
-TM_SOCK="topcow-screenshot-$$"
-tm() { tmux -L "$TM_SOCK" -f /dev/null "$@"; }
+tm() { tmux -S "$DIR/tmux.sock" -f /dev/null "$@"; }
 PIDS=()
 cleanup() {
     tm kill-server 2>/dev/null || true

@@ -19,8 +19,7 @@ cd "$SCRATCH"
 export TOPCOW_STATS_DIR="$SCRATCH/stats"
 mkdir "$TOPCOW_STATS_DIR"
 unset TMUX
-TMUX_SOCK="topcow-top-screen-$$"
-tm() { tmux -L "$TMUX_SOCK" -f /dev/null "$@"; }
+tm() { tmux -S "$SCRATCH/tmux.sock" -f /dev/null "$@"; }   # a server of our own
 LOOP=
 stop_all() {
     [ -n "$LOOP" ] && kill "$LOOP" 2>/dev/null
