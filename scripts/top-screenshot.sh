@@ -53,12 +53,12 @@ serve() {   # NAME FILE: two connections each (web takes two fio jobs)
 serve web web.qcow2
 serve db db.qcow2
 
-fio --ioengine=nbd --uri="nbd+unix:///?socket=$DIR/web.sock" --iodepth=8 --size=2G \
+fio --thread --ioengine=nbd --uri="nbd+unix:///?socket=$DIR/web.sock" --iodepth=8 --size=2G \
     --random_distribution=zipf:1.1 --time_based --runtime=60 \
     --name=web-read --rw=randread --bs=4k --rate_iops=1500 \
     --name=web-write --rw=randwrite --bs=64k --rate_iops=150 >web.fio 2>&1 &
 PIDS+=($!)
-fio --name=db --ioengine=nbd --uri="nbd+unix:///?socket=$DIR/db.sock" --rw=write \
+fio --thread --name=db --ioengine=nbd --uri="nbd+unix:///?socket=$DIR/db.sock" --rw=write \
     --offset=1G --bs=1M --iodepth=4 --size=1G --rate=40M --time_based --runtime=60 >db.fio 2>&1 &
 PIDS+=($!)
 sleep 3
