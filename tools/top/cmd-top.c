@@ -45,7 +45,8 @@ usage(FILE *f)
         "\n"
         "Screen keys: q quit, i io, p iops, l latency, g growth, n name, P pid,\n"
         "o only active on/off, Enter or d detail view of the selected image (layers\n"
-        "and heat map), arrows or j/k move, Esc back.\n",
+        "and heat map), arrows or j/k move, Esc back, t heat map since open or of\n"
+        "the last interval, space refresh now.\n",
         topcow_stats_dir());
 }
 
