@@ -189,13 +189,14 @@ compute_rates(struct top_image *img, const struct top_image *p)
     }
 }
 
-/* A source failed with @msg: keep it as the status, and print it unless
- * the screen is up or it was printed already (*@told). */
+/* A source failed with @msg: keep it as the status, and print it unless it
+ * was printed already (*@told).  (The screen shows stderr on its status
+ * line.) */
 static void
 report(struct top_source *src, bool *told, const char *msg)
 {
     snprintf(src->status, sizeof src->status, "%s", msg);
-    if (!*told && !src->errors_quiet)
+    if (!*told)
         fprintf(stderr, "topcow top: %s\n", msg);
     *told = true;
 }

@@ -81,16 +81,14 @@ struct top_source {
                                 * are reconnected on the next sample */
     struct top_sample prev;    /* the previous sample, for rates */
     char **qmp_err;            /* per socket: the last error printed (NULL: none) */
-    bool errors_quiet;         /* the screen: keep errors in @status, off stderr */
     char status[512];          /* the latest source error ("" when the last sample had none) */
 };
 
 /* Take a new sample into *@out (freed with top_sample_free): every image
  * found now, with rates against the previous sample of @src, which then
  * keeps a copy of this one.  Sources that fail are skipped; their message
- * goes to src->status and, unless src->errors_quiet, to stderr when it
- * differs from the one printed last for that source.  Returns 0 or -1 (out
- * of memory). */
+ * goes to src->status and to stderr when it differs from the one printed
+ * last for that source.  Returns 0 or -1 (out of memory). */
 int top_sample_take(struct top_source *src, struct top_sample *out);
 void top_sample_free(struct top_sample *s);
 /* Room for one more image at the end of @s, zeroed (for sources filling a
