@@ -10,6 +10,7 @@
 
 #include "checked-overflow.h"
 #include "cleanup.h"
+#include "clock.h"
 #include "minmax.h"
 #include "error.h"
 #include "image.h"
@@ -285,7 +286,7 @@ request_begin(struct topcow_image *img)
     if (!img->stats_region)
         return 0;
     stats_add(&img->stats_region->in_flight, 1);
-    return stats_now_ns();
+    return clock_ns(CLOCK_MONOTONIC);
 }
 
 static inline int

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "minmax.h"
 #include "error.h"
 #include "image.h"
@@ -32,22 +33,6 @@ static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct published *list_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static _Atomic uint64_t next_id = 1;
-
-uint64_t
-stats_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t
-realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* A child of fork() inherits the files (and the locks that keep them
  * alive), so it becomes their owner: `serve --fork` opens its image before
@@ -186,7 +171,7 @@ stats_publish(struct topcow_image *img)
     r->size = sizeof *r;
     r->pid = (uint64_t)getpid();
     r->id = id;
-    r->open_time_ns = realtime_ns();
+    r->open_time_ns = clock_ns(CLOCK_REALTIME);
     read_command(r->command, sizeof r->command);
     r->virtual_size = img->size;
     r->read_only = img->read_only;
@@ -271,7 +256,7 @@ void
 stats_request_done(struct stats_region *r, struct stats_layer *l, enum topcow_stats_op op,
                    uint64_t off, uint64_t len, int ret, uint64_t t0)
 {
-    uint64_t ns = stats_now_ns() - t0;
+    uint64_t ns = clock_ns(CLOCK_MONOTONIC) - t0;
     atomic_fetch_sub_explicit(&r->in_flight, 1, memory_order_relaxed);
     stats_add(&l->ops[op], 1);
     if (ret < 0) {
@@ -342,7 +327,7 @@ copy_full(const struct stats_region *r, struct topcow_stats *o)
     memcpy(o->command, r->command, sizeof o->command);
     o->command[sizeof o->command - 1] = '\0';
     o->open_time_ns = r->open_time_ns;
-    o->sample_time_ns = realtime_ns();
+    o->sample_time_ns = clock_ns(CLOCK_REALTIME);
     o->virtual_size = LOAD(r->virtual_size);
     o->read_only = r->read_only != 0;
     o->clients = LOAD(r->clients);

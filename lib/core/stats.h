@@ -81,11 +81,8 @@ void stats_unpublish(struct stats_region *region);
 /* Copy @r into @st (which has @st->struct_size set). */
 void stats_region_copy(const struct stats_region *r, struct topcow_stats *st);
 
-/* Monotonic nanoseconds, for request timing. */
-uint64_t stats_now_ns(void);
-
 /* Account one finished guest request on a top image's region: @t0 is
- * stats_now_ns() from when it started (after in_flight was raised). */
+ * clock_ns(CLOCK_MONOTONIC) from when it started (after in_flight was raised). */
 void stats_request_done(struct stats_region *r, struct stats_layer *l, enum topcow_stats_op op,
                         uint64_t off, uint64_t len, int ret, uint64_t t0);
 

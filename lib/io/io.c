@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "minmax.h"
 #include "error.h"
 #include "io.h"
@@ -44,25 +45,17 @@ io_base_fini(struct io *io)
     free(io->name);
 }
 
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Run one backend call and account for it.  The call is an expression using
  * the backend's op; the macro keeps locking and counting in one place. */
 #define ACCOUNTED(io, kind, nbytes, call)                                                          \
     ({                                                                                             \
-        uint64_t t0_ = now_ns();                                                                   \
+        uint64_t t0_ = clock_ns(CLOCK_MONOTONIC);                                                                   \
         if ((io)->serialize)                                                                       \
             pthread_mutex_lock((io)->serialize);                                                   \
         int r_ = (call);                                                                           \
         if ((io)->serialize)                                                                       \
             pthread_mutex_unlock((io)->serialize);                                                 \
-        account((io), (kind), (nbytes), r_, now_ns() - t0_);                                       \
+        account((io), (kind), (nbytes), r_, clock_ns(CLOCK_MONOTONIC) - t0_);                                       \
         r_;                                                                                        \
     })
 
@@ -107,11 +100,11 @@ io_pread_batch(struct io *io, const struct io_seg *segs, unsigned n)
         }
         return 0;
     }
-    uint64_t t0 = now_ns();
+    uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
     for (unsigned i = 0; i < n; i++)
         assert(segs[i].len > 0);
     int r = io->ops->pread_batch(io, segs, n);
-    uint64_t ns = now_ns() - t0;
+    uint64_t ns = clock_ns(CLOCK_MONOTONIC) - t0;
     /* n reads, the batch's time shared among them. */
     for (unsigned i = 0; i < n; i++)
         account(io, IO_OP_READ, segs[i].len, r, ns / n);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "minmax.h"
 #include "error.h"
 #include "qcow2-internal.h"
@@ -22,10 +23,10 @@ qcow2_read_compressed(struct qcow2_state *s, uint64_t l2e, uint8_t *out)
         return err_set(-ENOMEM, "out of memory");
     int r = io_pread(s->file, in, len, off);
     if (r == 0) {
-        uint64_t t0 = stats_now_ns();
+        uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
         r = qcow2_decompress(s, in, len, out, s->cluster_size);
         STATS_ADD(s->img->stats, compressed_reads, 1);
-        STATS_ADD(s->img->stats, decompress_nsec, stats_now_ns() - t0);
+        STATS_ADD(s->img->stats, decompress_nsec, clock_ns(CLOCK_MONOTONIC) - t0);
         if (r == -EUCLEAN)
             r = QERR(s, r, "qcow2: compressed cluster at host offset 0x%" PRIx64
                            " does not decompress", off);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf-scan.h"
+#include "clock.h"
 #include "minmax.h"
 #include "nbd-proto.h"
 #include "nbd-server.h"
@@ -54,11 +55,11 @@ send_iov(struct nbd_conn *c, struct nbd_req *req, struct iovec *v, int n)
 {
     if (atomic_load_explicit(&c->broken, memory_order_relaxed))
         return -1;
-    uint64_t t0 = nbd_now_ns();
+    uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
     pthread_mutex_lock(&c->send_lock);
     int r = chan_writev(&c->chan, v, n);
     pthread_mutex_unlock(&c->send_lock);
-    req->send_ns += nbd_now_ns() - t0;
+    req->send_ns += clock_ns(CLOCK_MONOTONIC) - t0;
     if (r < 0) {
         atomic_store(&c->broken, true);
         chan_shutdown(&c->chan);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "clock.h"
 #include "nbd-proto.h"
 #include "nbd-server.h"
 
@@ -51,14 +52,6 @@ nbd_buf_alloc(const struct nbd_conn *c, size_t len)
     return posix_memalign(&p, NBD_DIRECT_ALIGN, len) == 0 ? p : NULL;
 }
 
-uint64_t
-nbd_now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 /* Run @r and send its reply; fold the time it took, less the time its
  * reply took to send, into c->run_ns (1/8 weight; concurrent updates may
  * lose one, which an average can afford).  Sending is left out because it
@@ -67,9 +60,9 @@ nbd_now_ns(void)
 static void
 run(struct nbd_conn *c, struct nbd_req *r)
 {
-    uint64_t t0 = nbd_now_ns();
+    uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
     nbd_cmd_run(c, r);
-    uint64_t dt = nbd_now_ns() - t0;
+    uint64_t dt = clock_ns(CLOCK_MONOTONIC) - t0;
     dt = dt > r->send_ns ? dt - r->send_ns : 0;
     uint64_t avg = atomic_load_explicit(&c->run_ns, memory_order_relaxed);
     atomic_store_explicit(&c->run_ns, avg - avg / 8 + dt / 8, memory_order_relaxed);

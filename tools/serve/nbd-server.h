@@ -139,9 +139,6 @@ struct nbd_req {
     uint64_t send_ns;                 /* time spent sending its reply */
 };
 
-/* nbd-conn.c: CLOCK_MONOTONIC in nanoseconds. */
-uint64_t nbd_now_ns(void);
-
 /* nbd-conn.c: a buffer for request data (free() it): with O_DIRECT
  * (--cache=none, directsync) aligned to NBD_DIRECT_ALIGN, so the image's
  * file reads and writes it without a bounce buffer. */

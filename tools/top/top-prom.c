@@ -21,16 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "top.h"
 #include "util.h"
 
 /* ---- the exposition ----------------------------------------------------- */
-
-static const char *const op_names[TOPCOW_STATS_OPS] = { "read", "write", "flush", "zero",
-                                                        "discard" };
-static const char *const host_op_names[TOPCOW_STATS_HOST_OPS] = {
-    "read", "write", "flush", "zero", "discard", "truncate"
-};
 
 /* The length of the UTF-8 sequence at @p, or 0 when it is not one (a stray
  * byte, truncated, overlong, a surrogate or beyond U+10FFFF). */
@@ -173,40 +168,70 @@ struct shown {
     size_t n;
 };
 
+/* A counter family with one series per op: guest requests (from the top
+ * layer, ops the source reports) or host-file operations (every layer). */
+static const struct op_family {
+    const char *name, *help;
+    size_t off;      /* a uint64_t[ops] inside struct topcow_stats_layer */
+    bool host;
+    bool seconds;    /* nanoseconds, exported in seconds */
+    unsigned skip;   /* ops left out (1 << op): they move no bytes */
+} op_families[] = {
+    { "topcow_requests_total", "Guest requests completed, failed ones included.",
+      offsetof(struct topcow_stats_layer, ops), false, false, 0 },
+    { "topcow_request_bytes_total",
+      "Guest bytes read, written, zeroed or discarded by successful requests.",
+      offsetof(struct topcow_stats_layer, bytes), false, false, 1u << TOPCOW_STATS_FLUSH },
+    { "topcow_request_errors_total", "Guest requests that failed.",
+      offsetof(struct topcow_stats_layer, errors), false, false, 0 },
+    { "topcow_host_operations_total",
+      "Operations on the layer's host file, metadata and data alike.",
+      offsetof(struct topcow_stats_layer, host_ops), true, false, 0 },
+    { "topcow_host_bytes_total",
+      "Bytes read, written, zeroed or discarded in the layer's host file.",
+      offsetof(struct topcow_stats_layer, host_bytes), true, false,
+      1u << TOPCOW_STATS_HOST_FLUSH | 1u << TOPCOW_STATS_HOST_TRUNCATE },
+    { "topcow_host_operation_seconds_total",
+      "Time spent in operations on the layer's host file.",
+      offsetof(struct topcow_stats_layer, host_nsec), true, true, 0 },
+};
+
+static void
+print_op_family(FILE *f, const struct shown *sh, const struct op_family *fam)
+{
+    char extra[64];
+    family(f, fam->name, "counter", fam->help);
+    for (size_t im = 0; im < sh->n; im++) {
+        const struct top_image *m = sh->v[im];
+        unsigned layers = !fam->host ? 1 : m->from_qmp ? 0 : nlayers(m);
+        int ops = fam->host ? TOPCOW_STATS_HOST_OPS : TOPCOW_STATS_OPS;
+        for (unsigned i = 0; i < layers; i++) {
+            const struct topcow_stats_layer *l = &m->st.layers[i];
+            const uint64_t *v = (const uint64_t *)(const void *)((const char *)l + fam->off);
+            for (int op = 0; op < ops; op++) {
+                if ((fam->skip & 1u << op) || (!fam->host && !op_known(m, op)))
+                    continue;
+                if (fam->host)
+                    snprintf(extra, sizeof extra, ",depth=\"%u\",op=\"%s\"", l->depth,
+                             top_host_op_names[op]);
+                else
+                    snprintf(extra, sizeof extra, ",op=\"%s\"", top_op_names[op]);
+                if (fam->seconds)
+                    line_seconds(f, fam->name, m, extra, v[op]);
+                else
+                    line_u64(f, fam->name, m, extra, v[op]);
+            }
+        }
+    }
+}
+
 /* Guest requests: counters per op and the latency histograms. */
 static void
 print_requests(FILE *f, const struct shown *sh)
 {
     char extra[64];
-    family(f, "topcow_requests_total", "counter",
-           "Guest requests completed, failed ones included.");
-    for (size_t im = 0; im < sh->n; im++) {
-        const struct top_image *m = sh->v[im];
-        for (int op = 0; op < TOPCOW_STATS_OPS; op++)
-            if (op_known(m, op)) {
-                snprintf(extra, sizeof extra, ",op=\"%s\"", op_names[op]);
-                line_u64(f, "topcow_requests_total", m, extra, m->st.layers[0].ops[op]);
-            }
-    }
-    family(f, "topcow_request_bytes_total", "counter",
-           "Guest bytes read, written, zeroed or discarded by successful requests.");
-    for (size_t im = 0; im < sh->n; im++) {
-        const struct top_image *m = sh->v[im];
-        for (int op = 0; op < TOPCOW_STATS_OPS; op++)
-            if (op_known(m, op) && op != TOPCOW_STATS_FLUSH) {
-                snprintf(extra, sizeof extra, ",op=\"%s\"", op_names[op]);
-                line_u64(f, "topcow_request_bytes_total", m, extra, m->st.layers[0].bytes[op]);
-            }
-    }
-    family(f, "topcow_request_errors_total", "counter", "Guest requests that failed.");
-    for (size_t im = 0; im < sh->n; im++) {
-        const struct top_image *m = sh->v[im];
-        for (int op = 0; op < TOPCOW_STATS_OPS; op++)
-            if (op_known(m, op)) {
-                snprintf(extra, sizeof extra, ",op=\"%s\"", op_names[op]);
-                line_u64(f, "topcow_request_errors_total", m, extra, m->st.layers[0].errors[op]);
-            }
-    }
+    for (size_t k = 0; k < 3; k++)
+        print_op_family(f, sh, &op_families[k]);
 
     /* Bucket i of the library's histogram counts [2^i, 2^(i+1)) ns, so
      * the cumulative count up to it is the count at le = 2^(i+1) ns; the
@@ -225,15 +250,15 @@ print_requests(FILE *f, const struct shown *sh)
                 for (int b = 0; b < TOPCOW_STATS_LAT_BUCKETS - 1; b++) {
                     count += m->st.latency[op][b];
                     line_start(f, "topcow_request_duration_seconds_bucket", m);
-                    fprintf(f, ",op=\"%s\",le=\"", op_names[op]);
+                    fprintf(f, ",op=\"%s\",le=\"", top_op_names[op]);
                     put_seconds(f, (uint64_t)2 << b);
                     fprintf(f, "\"} %" PRIu64 "\n", count);
                 }
             else
                 count = m->st.layers[0].ops[op];
-            snprintf(extra, sizeof extra, ",op=\"%s\",le=\"+Inf\"", op_names[op]);
+            snprintf(extra, sizeof extra, ",op=\"%s\",le=\"+Inf\"", top_op_names[op]);
             line_u64(f, "topcow_request_duration_seconds_bucket", m, extra, count);
-            snprintf(extra, sizeof extra, ",op=\"%s\"", op_names[op]);
+            snprintf(extra, sizeof extra, ",op=\"%s\"", top_op_names[op]);
             line_seconds(f, "topcow_request_duration_seconds_sum", m, extra,
                          m->st.latency_nsec[op]);
             line_u64(f, "topcow_request_duration_seconds_count", m, extra, count);
@@ -244,7 +269,7 @@ print_requests(FILE *f, const struct shown *sh)
     for (size_t im = 0; im < sh->n; im++) {
         const struct top_image *m = sh->v[im];
         for (int op = 0; op < TOPCOW_STATS_OPS && !m->from_qmp; op++) {
-            snprintf(extra, sizeof extra, ",op=\"%s\"", op_names[op]);
+            snprintf(extra, sizeof extra, ",op=\"%s\"", top_op_names[op]);
             line_seconds(f, "topcow_request_max_duration_seconds", m, extra,
                          m->st.latency_max_ns[op]);
         }
@@ -352,43 +377,8 @@ print_layers(FILE *f, const struct shown *sh)
         }
     }
 
-    family(f, "topcow_host_operations_total", "counter",
-           "Operations on the layer's host file, metadata and data alike.");
-    for (size_t im = 0; im < sh->n; im++) {
-        const struct top_image *m = sh->v[im];
-        for (unsigned i = 0; i < nlayers(m) && !m->from_qmp; i++)
-            for (int op = 0; op < TOPCOW_STATS_HOST_OPS; op++) {
-                snprintf(extra, sizeof extra, ",depth=\"%u\",op=\"%s\"", m->st.layers[i].depth,
-                         host_op_names[op]);
-                line_u64(f, "topcow_host_operations_total", m, extra,
-                         m->st.layers[i].host_ops[op]);
-            }
-    }
-    family(f, "topcow_host_bytes_total", "counter",
-           "Bytes read, written, zeroed or discarded in the layer's host file.");
-    for (size_t im = 0; im < sh->n; im++) {
-        const struct top_image *m = sh->v[im];
-        for (unsigned i = 0; i < nlayers(m) && !m->from_qmp; i++)
-            for (int op = 0; op < TOPCOW_STATS_HOST_OPS; op++) {
-                if (op == TOPCOW_STATS_HOST_FLUSH || op == TOPCOW_STATS_HOST_TRUNCATE)
-                    continue; /* they move no bytes */
-                snprintf(extra, sizeof extra, ",depth=\"%u\",op=\"%s\"", m->st.layers[i].depth,
-                         host_op_names[op]);
-                line_u64(f, "topcow_host_bytes_total", m, extra, m->st.layers[i].host_bytes[op]);
-            }
-    }
-    family(f, "topcow_host_operation_seconds_total", "counter",
-           "Time spent in operations on the layer's host file.");
-    for (size_t im = 0; im < sh->n; im++) {
-        const struct top_image *m = sh->v[im];
-        for (unsigned i = 0; i < nlayers(m) && !m->from_qmp; i++)
-            for (int op = 0; op < TOPCOW_STATS_HOST_OPS; op++) {
-                snprintf(extra, sizeof extra, ",depth=\"%u\",op=\"%s\"", m->st.layers[i].depth,
-                         host_op_names[op]);
-                line_seconds(f, "topcow_host_operation_seconds_total", m, extra,
-                             m->st.layers[i].host_nsec[op]);
-            }
-    }
+    for (size_t k = 3; k < sizeof op_families / sizeof op_families[0]; k++)
+        print_op_family(f, sh, &op_families[k]);
 
     static const char *const cache_family[2][2] = {
         { "topcow_cache_hits_total", "Lookups found in the layer's metadata cache." },
@@ -452,14 +442,6 @@ top_print_prometheus(FILE *f, const struct top_sample *s)
 #define RESPONSE_TIMEOUT_MS 10000 /* to send the answer */
 #define LINGER_MS 500             /* to see the client close after the answer */
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait until @fd is ready for @events, with SIGINT and SIGTERM let through
  * (@mask).  Returns 1 when ready, 0 when @deadline passed, -1 when a signal
  * asked to stop. */
@@ -469,7 +451,7 @@ wait_fd(int fd, short events, int64_t deadline, const sigset_t *mask)
     for (;;) {
         if (top_stop)
             return -1;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - clock_ms(CLOCK_MONOTONIC);
         if (left <= 0)
             return 0;
         struct pollfd p = { .fd = fd, .events = events };
@@ -488,7 +470,7 @@ wait_fd(int fd, short events, int64_t deadline, const sigset_t *mask)
 static int
 read_request(int fd, char *buf, size_t cap, const sigset_t *mask)
 {
-    const int64_t deadline = now_ms() + REQUEST_TIMEOUT_MS;
+    const int64_t deadline = clock_ms(CLOCK_MONOTONIC) + REQUEST_TIMEOUT_MS;
     size_t len = 0;
     buf[0] = '\0';
     for (;;) {
@@ -543,7 +525,7 @@ respond(int fd, const char *status, const char *headers, const char *body, size_
     int n = snprintf(h, sizeof h,
                      "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n",
                      status, headers, len);
-    const int64_t deadline = now_ms() + RESPONSE_TIMEOUT_MS;
+    const int64_t deadline = clock_ms(CLOCK_MONOTONIC) + RESPONSE_TIMEOUT_MS;
     if (send_all(fd, h, (size_t)n, deadline, mask) == 0 && !head)
         send_all(fd, body, len, deadline, mask);
 }
@@ -623,7 +605,7 @@ serve_client(int fd, struct top_source *src, const sigset_t *mask)
      * destroy the answer before the client reads it: say we are done,
      * then wait briefly for the client to close. */
     shutdown(fd, SHUT_WR);
-    const int64_t deadline = now_ms() + LINGER_MS;
+    const int64_t deadline = clock_ms(CLOCK_MONOTONIC) + LINGER_MS;
     while (wait_fd(fd, POLLIN, deadline, mask) > 0 && recv(fd, buf, sizeof buf, 0) > 0) {
     }
     close(fd);

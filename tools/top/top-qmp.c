@@ -20,6 +20,7 @@
 
 #include <json-c/json.h>
 
+#include "clock.h"
 #include "top.h"
 
 #define QMP_TIMEOUT_MS 2000       /* for each reply, the greeting included */
@@ -35,22 +36,6 @@ struct top_qmp {
     uint64_t pid;                 /* the QEMU, from SO_PEERCRED; 0 when unknown */
     char buf[65536];
 };
-
-static int64_t
-monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t
-realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void
 disconnect(struct top_qmp *q)
@@ -134,7 +119,7 @@ read_message(struct top_qmp *q, int64_t deadline, json_object **out, char *why, 
         }
         q->pos = q->len = 0;
 
-        int64_t left = deadline - monotonic_ms();
+        int64_t left = deadline - clock_ms(CLOCK_MONOTONIC);
         if (left <= 0)
             return -ETIMEDOUT;
         struct pollfd pfd = { .fd = q->fd, .events = POLLIN };
@@ -177,7 +162,7 @@ send_all(struct top_qmp *q, const char *s, int64_t deadline, char *why, size_t w
             snprintf(why, whylen, "send: %s", strerror(errno));
             return -1;
         }
-        int64_t left = deadline - monotonic_ms();
+        int64_t left = deadline - clock_ms(CLOCK_MONOTONIC);
         struct pollfd pfd = { .fd = q->fd, .events = POLLOUT };
         if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
             snprintf(why, whylen, "QEMU does not read its monitor (timed out after %d s)",
@@ -197,7 +182,7 @@ command(struct top_qmp *q, const char *cmd, json_object **reply, json_object **r
 {
     char msg[128], reason[160];
     unsigned id = ++q->next_id;
-    int64_t deadline = monotonic_ms() + QMP_TIMEOUT_MS;
+    int64_t deadline = clock_ms(CLOCK_MONOTONIC) + QMP_TIMEOUT_MS;
     snprintf(msg, sizeof msg, "{\"execute\":\"%s\",\"id\":%u}\n", cmd, id);
     if (send_all(q, msg, deadline, why, whylen) < 0)
         return -1;
@@ -276,7 +261,7 @@ qmp_open(struct top_qmp *q, const char *socket_path, char *why, size_t whylen)
      * holds the monitor, the connection waits in the queue in silence. */
     json_object *greeting, *v;
     char reason[160];
-    int r = read_message(q, monotonic_ms() + QMP_TIMEOUT_MS, &greeting, why, whylen);
+    int r = read_message(q, clock_ms(CLOCK_MONOTONIC) + QMP_TIMEOUT_MS, &greeting, why, whylen);
     if (r == -ETIMEDOUT) {
         snprintf(why, whylen, "no greeting within %d s%s", QMP_TIMEOUT_MS / 1000,
                  silence_reason(q, reason, sizeof reason, true));
@@ -469,7 +454,7 @@ static int
 add_drives(struct top_qmp *q, const char *socket_path, json_object *block,
            json_object *blockstats, const char *source, struct top_sample *out)
 {
-    uint64_t now = realtime_ns();
+    uint64_t now = clock_ns(CLOCK_REALTIME);
     size_t n = json_object_array_length(block);
     for (size_t i = 0; i < n; i++) {
         json_object *b = json_object_array_get_idx(block, i);

@@ -10,15 +10,8 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "clock.h"
 #include "top.h"
-
-static uint64_t
-realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 struct top_image *
 top_sample_add(struct top_sample *s)
@@ -58,12 +51,12 @@ top_image_name(const struct top_image *img)
     return img->st.nlayers ? img->st.layers[0].filename : "?";
 }
 
-static const struct top_image *
-find_prev(const struct top_sample *prev, const char *key)
+const struct top_image *
+top_sample_find(const struct top_sample *s, const char *key)
 {
-    for (size_t i = 0; i < prev->n; i++)
-        if (strcmp(prev->v[i].key, key) == 0)
-            return &prev->v[i];
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].key, key) == 0)
+            return &s->v[i];
     return NULL;
 }
 
@@ -205,7 +198,7 @@ int
 top_sample_take(struct top_source *src, struct top_sample *out)
 {
     memset(out, 0, sizeof *out);
-    out->time_ns = realtime_ns();
+    out->time_ns = clock_ns(CLOCK_REALTIME);
     int r = topcow_stats_scan(src->stats_dir, add_published, out);
     if (r == -ENOMEM) {
         top_sample_free(out);
@@ -241,10 +234,10 @@ top_sample_take(struct top_source *src, struct top_sample *out)
         } else {
             if (img->st.sample_time_ns == 0)
                 img->st.sample_time_ns = out->time_ns;
-            const struct top_image *p = find_prev(&src->prev, img->key);
+            const struct top_image *p = top_sample_find(&src->prev, img->key);
             img->interval_s = p ? (double)(out->time_ns - src->prev.time_ns) / 1e9 : 0;
         }
-        compute_rates(img, find_prev(&src->prev, img->key));
+        compute_rates(img, top_sample_find(&src->prev, img->key));
     }
 
     /* Keep a copy for the next rates. */

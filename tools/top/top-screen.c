@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "top.h"
 
 /* Colour pairs, when the terminal has colours and NO_COLOR is not set. */
@@ -59,14 +60,6 @@ static void
 on_signal(int sig)
 {
     got_signal = sig;
-}
-
-static double
-mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static const char *
@@ -168,78 +161,26 @@ field(char *line, int n, int width, const char *text, int w, bool left, int *x)
 
 /* ---- the table ------------------------------------------------------------ */
 
-enum {
-    C_PID, C_CMD, C_RS, C_WS, C_RBS, C_WBS, C_P99, C_HIT, C_AMP, C_GROW, C_DEP, C_CLI,
-    C_IMAGE, NCOLS
-};
-
-static const struct {
-    const char *title;
-    int width; /* 0: the rest of the line */
-    bool left;
-} columns[NCOLS] = {
-    [C_PID] = { "PID", 7, false },     [C_CMD] = { "COMMAND", 12, true },
-    [C_RS] = { "R/s", 6, false },      [C_WS] = { "W/s", 6, false },
-    [C_RBS] = { "RB/s", 6, false },    [C_WBS] = { "WB/s", 6, false },
-    [C_P99] = { "P99ms", 6, false },   [C_HIT] = { "HIT%", 5, false },
-    [C_AMP] = { "WAMP", 5, false },    [C_GROW] = { "GROW/h", 6, false },
-    [C_DEP] = { "DEP", 3, false },     [C_CLI] = { "CLI", 3, false },
-    [C_IMAGE] = { "IMAGE", 0, true },
-};
-
-#define CELL 64
+#define CELL TOP_CELL
 
 /* The command column grows on wide screens ("qemu-system-x86_64"). */
 static int
 col_width(int c)
 {
-    if (c == C_CMD && screen_width() >= 130)
+    if (c == TOP_COL_CMD && screen_width() >= 130)
         return 18;
-    return columns[c].width;
+    return top_columns[c].width;
 }
 
 /* Lay out one row of cells; @x gets each column's position (may be NULL). */
 static void
-layout(char *line, char cells[NCOLS][CELL], const char *image, int *x)
+layout(char *line, char cells[TOP_NCOLS][CELL], const char *image, int *x)
 {
     int width = screen_width(), n = 0, dummy;
     line[0] = '\0';
-    for (int c = 0; c < NCOLS; c++)
-        n = field(line, n, width, c == C_IMAGE ? image : cells[c], col_width(c),
-                  columns[c].left, x ? &x[c] : &dummy);
-}
-
-/* A latency in milliseconds in at most 6 columns. */
-static void
-fmt_ms(char *buf, size_t len, double ms)
-{
-    snprintf(buf, len, ms < 9.995 ? "%.2f" : ms < 99.95 ? "%.1f" : "%.0f", ms);
-}
-
-static void
-image_cells(const struct top_image *m, char cells[NCOLS][CELL])
-{
-    bool k = m->has_rates;
-    snprintf(cells[C_PID], CELL, "%" PRIu64, m->pid);
-    snprintf(cells[C_CMD], CELL, "%s", m->source);
-    for (int c = C_RS; c <= C_GROW; c++)
-        strcpy(cells[c], "-");
-    if (k) {
-        top_fmt_count(cells[C_RS], CELL, m->ops_per_s[TOPCOW_STATS_READ]);
-        top_fmt_count(cells[C_WS], CELL, m->ops_per_s[TOPCOW_STATS_WRITE]);
-        top_fmt_bytes(cells[C_RBS], CELL, m->bytes_per_s[TOPCOW_STATS_READ]);
-        top_fmt_bytes(cells[C_WBS], CELL, m->bytes_per_s[TOPCOW_STATS_WRITE]);
-        if (m->p99_ms >= 0)
-            fmt_ms(cells[C_P99], CELL, m->p99_ms);
-        if (m->cache_hit_pct >= 0)
-            snprintf(cells[C_HIT], CELL, "%.1f", m->cache_hit_pct);
-        if (m->write_amp >= 0)
-            snprintf(cells[C_AMP], CELL, m->write_amp < 99.5 ? "%.2f" : "%.0f", m->write_amp);
-        if (!m->from_qmp)
-            top_fmt_bytes(cells[C_GROW], CELL, m->growth_per_h);
-    }
-    snprintf(cells[C_DEP], CELL, "%u", m->st.nlayers);
-    snprintf(cells[C_CLI], CELL, "%" PRIu64, m->st.clients);
+    for (int c = 0; c < TOP_NCOLS; c++)
+        n = field(line, n, width, c == TOP_COL_IMAGE ? image : cells[c], col_width(c),
+                  top_columns[c].left, x ? &x[c] : &dummy);
 }
 
 /* The columns @key sorts by, for highlighting their titles. */
@@ -247,23 +188,14 @@ static bool
 sorts_by(enum top_sort key, int c)
 {
     switch (key) {
-    case TOP_SORT_IO: return c == C_RBS || c == C_WBS;
-    case TOP_SORT_IOPS: return c == C_RS || c == C_WS;
-    case TOP_SORT_LATENCY: return c == C_P99;
-    case TOP_SORT_GROWTH: return c == C_GROW;
-    case TOP_SORT_NAME: return c == C_IMAGE;
-    case TOP_SORT_PID: return c == C_PID;
+    case TOP_SORT_IO: return c == TOP_COL_RBS || c == TOP_COL_WBS;
+    case TOP_SORT_IOPS: return c == TOP_COL_RS || c == TOP_COL_WS;
+    case TOP_SORT_LATENCY: return c == TOP_COL_P99;
+    case TOP_SORT_GROWTH: return c == TOP_COL_GROW;
+    case TOP_SORT_NAME: return c == TOP_COL_IMAGE;
+    case TOP_SORT_PID: return c == TOP_COL_PID;
     }
     return false;
-}
-
-static void
-clock_string(char *buf, size_t len, uint64_t ns)
-{
-    time_t t = (time_t)(ns / 1000000000u);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    strftime(buf, len, "%H:%M:%S", &tm);
 }
 
 static attr_t
@@ -298,7 +230,7 @@ draw_title(const struct screen *s)
             wbs += m->bytes_per_s[TOPCOW_STATS_WRITE];
         }
     }
-    clock_string(clock, sizeof clock, s->cur.time_ns);
+    top_fmt_clock(clock, sizeof clock, s->cur.time_ns);
     putf(0, 0, title_attr(s), "topcow top - %s  %zu image%s, %u active  sort: %s  refresh %gs%s",
          clock, s->cur.n, s->cur.n == 1 ? "" : "s", active, sort_name(s->o->sort),
          s->o->delay_s, s->o->only_active ? "  only active" : "");
@@ -336,17 +268,17 @@ table_height(void)
 static void
 draw_list(struct screen *s)
 {
-    char line[LINE_MAX_COLS], cells[NCOLS][CELL];
-    int x[NCOLS];
+    char line[LINE_MAX_COLS], cells[TOP_NCOLS][CELL];
+    int x[TOP_NCOLS];
     draw_title(s);
-    for (int c = 0; c < NCOLS; c++)
-        snprintf(cells[c], CELL, "%s", columns[c].title);
-    layout(line, cells, columns[C_IMAGE].title, x);
+    for (int c = 0; c < TOP_NCOLS; c++)
+        snprintf(cells[c], CELL, "%s", top_columns[c].title);
+    layout(line, cells, top_columns[TOP_COL_IMAGE].title, x);
     put(3, 0, head_attr(s), line, true);
-    for (int c = 0; c < NCOLS; c++)
+    for (int c = 0; c < TOP_NCOLS; c++)
         if (sorts_by(s->o->sort, c))
-            mvchgat(3, x[c], c == C_IMAGE ? 5 : col_width(c), head_attr(s) | A_BOLD | A_UNDERLINE,
-                    s->colors ? PAIR_HEAD : 0, NULL);
+            mvchgat(3, x[c], c == TOP_COL_IMAGE ? 5 : col_width(c),
+                    head_attr(s) | A_BOLD | A_UNDERLINE, s->colors ? PAIR_HEAD : 0, NULL);
 
     int h = table_height();
     if (s->nrows == 0)
@@ -357,7 +289,7 @@ draw_list(struct screen *s)
     for (int r = 0; r < h && s->first + (size_t)r < s->nrows; r++) {
         size_t row = s->first + (size_t)r;
         const struct top_image *m = &s->cur.v[s->rows[row]];
-        image_cells(m, cells);
+        top_row_cells(m, cells);
         layout(line, cells, top_image_name(m), NULL);
         attr_t a = A_NORMAL;
         if (m->active)
@@ -371,15 +303,6 @@ draw_list(struct screen *s)
 }
 
 /* ---- the detail view ------------------------------------------------------ */
-
-static const struct top_image *
-find_image(const struct top_sample *smp, const char *key)
-{
-    for (size_t i = 0; i < smp->n; i++)
-        if (strcmp(smp->v[i].key, key) == 0)
-            return &smp->v[i];
-    return NULL;
-}
 
 static void
 hours_string(char *buf, size_t len, double h)
@@ -415,9 +338,9 @@ draw_detail_figures(const struct top_image *m, int y)
         top_fmt_bytes(d, sizeof d, m->bytes_per_s[TOPCOW_STATS_WRITE]);
         char p99[16] = "-", max[16] = "-", hit[16] = "-", amp[16] = "-";
         if (m->p99_ms >= 0)
-            fmt_ms(p99, sizeof p99, m->p99_ms);
+            top_fmt_ms(p99, sizeof p99, m->p99_ms);
         if (m->max_ms >= 0)
-            fmt_ms(max, sizeof max, m->max_ms);
+            top_fmt_ms(max, sizeof max, m->max_ms);
         if (m->cache_hit_pct >= 0)
             snprintf(hit, sizeof hit, "%.1f%%", m->cache_hit_pct);
         if (m->write_amp >= 0)
@@ -647,7 +570,7 @@ draw_heat(const struct screen *s, const struct top_image *m, int y)
     static uint64_t prd[TOPCOW_STATS_HEAT_BUCKETS], pwr[TOPCOW_STATS_HEAT_BUCKETS];
     top_heat_fold(m, cells, rd, wr);
     const struct top_image *p = NULL;
-    if (s->heat_interval && (p = find_image(&s->before, m->key)) != NULL) {
+    if (s->heat_interval && (p = top_sample_find(&s->before, m->key)) != NULL) {
         top_heat_fold(p, cells, prd, pwr);
         for (unsigned i = 0; i < cells; i++) {
             rd[i] = rd[i] >= prd[i] ? rd[i] - prd[i] : rd[i]; /* reopened: counts restart */
@@ -670,9 +593,9 @@ draw_heat(const struct screen *s, const struct top_image *m, int y)
 static void
 draw_detail(struct screen *s)
 {
-    const struct top_image *m = find_image(&s->cur, s->sel_key);
+    const struct top_image *m = top_sample_find(&s->cur, s->sel_key);
     char clock[16];
-    clock_string(clock, sizeof clock, s->cur.time_ns);
+    top_fmt_clock(clock, sizeof clock, s->cur.time_ns);
     if (!m) {
         putf(0, 0, title_attr(s), "topcow top - %s  detail", clock);
         put(2, 0, A_NORMAL, "The image is gone (closed, or its process ended).", false);
@@ -922,7 +845,7 @@ top_screen_run(struct top_source *src, struct top_opts *o)
     bool first = true;
     double next = 0; /* the first sample at once */
     while (!got_signal) {
-        double now = mono_s();
+        double now = ((double)clock_ns(CLOCK_MONOTONIC) / 1e9);
         bool dirty = false;
         if (now >= next) {
             if (refresh_sample(&s) < 0) {
@@ -955,7 +878,7 @@ top_screen_run(struct top_source *src, struct top_opts *o)
         if (dirty || k != RES_NONE)
             draw(&s);
 
-        double wait = next - mono_s();
+        double wait = next - ((double)clock_ns(CLOCK_MONOTONIC) / 1e9);
         if (wait < 0)
             wait = 0;
         struct timespec ts = { (time_t)wait, (long)((wait - floor(wait)) * 1e9) };

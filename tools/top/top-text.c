@@ -56,8 +56,8 @@ top_heat_fold(const struct top_image *img, unsigned cols, uint64_t *rd, uint64_t
     }
 }
 
-static void
-clock_string(char *buf, size_t len, uint64_t ns)
+void
+top_fmt_clock(char *buf, size_t len, uint64_t ns)
 {
     time_t t = (time_t)(ns / 1000000000u);
     struct tm tm;
@@ -65,50 +65,82 @@ clock_string(char *buf, size_t len, uint64_t ns)
     strftime(buf, len, "%H:%M:%S", &tm);
 }
 
-/* One table cell: the figure, or "-" when it is not known. */
-static void
-cell(char *buf, size_t len, bool known, double v, const char *fmt)
+const char *const top_op_names[TOPCOW_STATS_OPS] = { "read", "write", "flush", "zero",
+                                                     "discard" };
+const char *const top_host_op_names[TOPCOW_STATS_HOST_OPS] = { "read", "write", "flush",
+                                                               "zero", "discard", "truncate" };
+
+const struct top_column top_columns[TOP_NCOLS] = {
+    [TOP_COL_PID] = { "PID", 7, false },   [TOP_COL_CMD] = { "COMMAND", 12, true },
+    [TOP_COL_RS] = { "R/s", 6, false },    [TOP_COL_WS] = { "W/s", 6, false },
+    [TOP_COL_RBS] = { "RB/s", 6, false },  [TOP_COL_WBS] = { "WB/s", 6, false },
+    [TOP_COL_P99] = { "P99ms", 6, false }, [TOP_COL_HIT] = { "HIT%", 5, false },
+    [TOP_COL_AMP] = { "WAMP", 5, false },  [TOP_COL_GROW] = { "GROW/h", 6, false },
+    [TOP_COL_DEP] = { "DEP", 3, false },   [TOP_COL_CLI] = { "CLI", 3, false },
+    [TOP_COL_IMAGE] = { "IMAGE", 0, true },
+};
+
+void
+top_fmt_ms(char *buf, size_t len, double ms)
 {
-    if (!known)
-        snprintf(buf, len, "-");
-    else
-        snprintf(buf, len, fmt, v);
+    snprintf(buf, len, ms < 9.995 ? "%.2f" : ms < 99.95 ? "%.1f" : "%.0f", ms);
+}
+
+void
+top_row_cells(const struct top_image *m, char cells[TOP_NCOLS][TOP_CELL])
+{
+    snprintf(cells[TOP_COL_PID], TOP_CELL, "%" PRIu64, m->pid);
+    snprintf(cells[TOP_COL_CMD], TOP_CELL, "%s", m->source);
+    for (int c = TOP_COL_RS; c <= TOP_COL_GROW; c++)
+        strcpy(cells[c], "-");
+    if (m->has_rates) {
+        top_fmt_count(cells[TOP_COL_RS], TOP_CELL, m->ops_per_s[TOPCOW_STATS_READ]);
+        top_fmt_count(cells[TOP_COL_WS], TOP_CELL, m->ops_per_s[TOPCOW_STATS_WRITE]);
+        top_fmt_bytes(cells[TOP_COL_RBS], TOP_CELL, m->bytes_per_s[TOPCOW_STATS_READ]);
+        top_fmt_bytes(cells[TOP_COL_WBS], TOP_CELL, m->bytes_per_s[TOPCOW_STATS_WRITE]);
+        if (m->p99_ms >= 0)
+            top_fmt_ms(cells[TOP_COL_P99], TOP_CELL, m->p99_ms);
+        if (m->cache_hit_pct >= 0)
+            snprintf(cells[TOP_COL_HIT], TOP_CELL, "%.1f", m->cache_hit_pct);
+        if (m->write_amp >= 0)
+            snprintf(cells[TOP_COL_AMP], TOP_CELL, m->write_amp < 99.5 ? "%.2f" : "%.0f",
+                     m->write_amp);
+        if (!m->from_qmp)
+            top_fmt_bytes(cells[TOP_COL_GROW], TOP_CELL, m->growth_per_h);
+    }
+    snprintf(cells[TOP_COL_DEP], TOP_CELL, "%u", m->st.nlayers);
+    snprintf(cells[TOP_COL_CLI], TOP_CELL, "%" PRIu64, m->st.clients);
+    cells[TOP_COL_IMAGE][0] = '\0';
+}
+
+/* One line of the batch table: the cells at their widths (the command
+ * column 18 wide, as on a wide screen), then the image in full. */
+static void
+batch_line(FILE *f, char cells[TOP_NCOLS][TOP_CELL], const char *image)
+{
+    for (int c = 0; c < TOP_COL_IMAGE; c++) {
+        int w = c == TOP_COL_CMD ? 18 : top_columns[c].width;
+        fprintf(f, top_columns[c].left ? "%-*.*s " : "%*.*s ", w, w, cells[c]);
+    }
+    fprintf(f, "%s\n", image);
 }
 
 void
 top_print_batch(FILE *f, const struct top_sample *s, unsigned iteration)
 {
-    char clock[16];
-    clock_string(clock, sizeof clock, s->time_ns);
+    char clock[16], cells[TOP_NCOLS][TOP_CELL];
+    top_fmt_clock(clock, sizeof clock, s->time_ns);
     unsigned active = 0;
     for (size_t i = 0; i < s->n; i++)
         active += s->v[i].active;
     fprintf(f, "topcow top - %s  sample %u, %zu images, %u active\n", clock, iteration, s->n,
             active);
-    fprintf(f, "%7s %-18s %7s %7s %7s %7s %7s %5s %5s %7s %3s %3s %s\n", "PID", "COMMAND", "R/s",
-            "W/s", "RB/s", "WB/s", "P99ms", "HIT%", "WAMP", "GROW/h", "DEP", "CLI", "IMAGE");
+    for (int c = 0; c < TOP_NCOLS; c++)
+        snprintf(cells[c], TOP_CELL, "%s", top_columns[c].title);
+    batch_line(f, cells, top_columns[TOP_COL_IMAGE].title);
     for (size_t i = 0; i < s->n; i++) {
-        const struct top_image *m = &s->v[i];
-        char r[16], w[16], rb[16], wb[16], p99[16], hit[16], amp[16], grow[16];
-        bool k = m->has_rates;
-        if (k) {
-            top_fmt_count(r, sizeof r, m->ops_per_s[TOPCOW_STATS_READ]);
-            top_fmt_count(w, sizeof w, m->ops_per_s[TOPCOW_STATS_WRITE]);
-            top_fmt_bytes(rb, sizeof rb, m->bytes_per_s[TOPCOW_STATS_READ]);
-            top_fmt_bytes(wb, sizeof wb, m->bytes_per_s[TOPCOW_STATS_WRITE]);
-        } else {
-            strcpy(r, "-"), strcpy(w, "-"), strcpy(rb, "-"), strcpy(wb, "-");
-        }
-        cell(p99, sizeof p99, k && m->p99_ms >= 0, m->p99_ms, "%.2f");
-        cell(hit, sizeof hit, k && m->cache_hit_pct >= 0, m->cache_hit_pct, "%.1f");
-        cell(amp, sizeof amp, k && m->write_amp >= 0, m->write_amp, "%.2f");
-        if (k && !m->from_qmp)
-            top_fmt_bytes(grow, sizeof grow, m->growth_per_h);
-        else
-            strcpy(grow, "-");
-        fprintf(f, "%7" PRIu64 " %-18.18s %7s %7s %7s %7s %7s %5s %5s %7s %3u %3" PRIu64 " %s\n",
-                m->pid, m->source, r, w, rb, wb, p99, hit, amp, grow, m->st.nlayers,
-                m->st.clients, top_image_name(m));
+        top_row_cells(&s->v[i], cells);
+        batch_line(f, cells, top_image_name(&s->v[i]));
     }
     fputc('\n', f);
     fflush(f);
@@ -141,11 +173,6 @@ json_num(FILE *f, const char *key, double v, bool known)
         fputs("null", f);
 }
 
-static const char *const op_names[TOPCOW_STATS_OPS] = { "read", "write", "flush", "zero",
-                                                        "discard" };
-static const char *const host_op_names[TOPCOW_STATS_HOST_OPS] = {
-    "read", "write", "flush", "zero", "discard", "truncate"
-};
 
 static void
 json_layer(FILE *f, const struct top_image *m, unsigned i)
@@ -157,13 +184,13 @@ json_layer(FILE *f, const struct top_image *m, unsigned i)
     json_str(f, l->format);
     for (int op = 0; op < TOPCOW_STATS_OPS; op++)
         fprintf(f, ",\"%s_ops\":%" PRIu64 ",\"%s_bytes\":%" PRIu64 ",\"%s_errors\":%" PRIu64,
-                op_names[op], l->ops[op], op_names[op], l->bytes[op], op_names[op],
+                top_op_names[op], l->ops[op], top_op_names[op], l->bytes[op], top_op_names[op],
                 l->errors[op]);
     fprintf(f, ",\"read_bytes_resolved\":%" PRIu64 ",", l->read_bytes_resolved);
     json_num(f, "read_resolved_pct", m->resolved_pct[i], m->has_rates);
     for (int op = 0; op < TOPCOW_STATS_HOST_OPS; op++)
-        fprintf(f, ",\"host_%s_ops\":%" PRIu64 ",\"host_%s_bytes\":%" PRIu64, host_op_names[op],
-                l->host_ops[op], host_op_names[op], l->host_bytes[op]);
+        fprintf(f, ",\"host_%s_ops\":%" PRIu64 ",\"host_%s_bytes\":%" PRIu64, top_host_op_names[op],
+                l->host_ops[op], top_host_op_names[op], l->host_bytes[op]);
     fprintf(f,
             ",\"l2_hits\":%" PRIu64 ",\"l2_misses\":%" PRIu64 ",\"refcount_hits\":%" PRIu64
             ",\"refcount_misses\":%" PRIu64 ",\"clusters_allocated\":%" PRIu64
@@ -209,18 +236,18 @@ json_image(FILE *f, const struct top_image *m)
     const struct topcow_stats_layer *l = &st->layers[0];
     for (int op = 0; op < TOPCOW_STATS_OPS; op++)
         fprintf(f, "%s\"%s_ops\":%" PRIu64 ",\"%s_bytes\":%" PRIu64 ",\"%s_errors\":%" PRIu64,
-                op ? "," : "", op_names[op], l->ops[op], op_names[op], l->bytes[op],
-                op_names[op], l->errors[op]);
+                op ? "," : "", top_op_names[op], l->ops[op], top_op_names[op], l->bytes[op],
+                top_op_names[op], l->errors[op]);
     for (int op = 0; op < TOPCOW_STATS_OPS; op++)
-        fprintf(f, ",\"%s_latency_ns\":%" PRIu64, op_names[op], st->latency_nsec[op]);
+        fprintf(f, ",\"%s_latency_ns\":%" PRIu64, top_op_names[op], st->latency_nsec[op]);
     fputs("},\"rates\":", f);
     if (!m->has_rates) {
         fputs("null", f);
     } else {
         fprintf(f, "{\"interval_s\":%.6g", m->interval_s);
         for (int op = 0; op < TOPCOW_STATS_OPS; op++)
-            fprintf(f, ",\"%s_ops_per_s\":%.6g,\"%s_bytes_per_s\":%.6g", op_names[op],
-                    m->ops_per_s[op], op_names[op], m->bytes_per_s[op]);
+            fprintf(f, ",\"%s_ops_per_s\":%.6g,\"%s_bytes_per_s\":%.6g", top_op_names[op],
+                    m->ops_per_s[op], top_op_names[op], m->bytes_per_s[op]);
         fputc(',', f);
         json_num(f, "p99_ms", m->p99_ms, m->p99_ms >= 0);
         fputc(',', f);

@@ -96,6 +96,9 @@ void top_sample_free(struct top_sample *s);
 struct top_image *top_sample_add(struct top_sample *s);
 void top_source_free(struct top_source *src);
 
+/* The image of @s with @key, or NULL. */
+const struct top_image *top_sample_find(const struct top_sample *s, const char *key);
+
 /* What the image is called: its top layer's file, or a QEMU drive's name. */
 const char *top_image_name(const struct top_image *img);
 
@@ -144,8 +147,33 @@ int top_screen_run(struct top_source *src, struct top_opts *o);
  * SIGTERM, 1 when @addr cannot be listened on (one line on stderr). */
 int top_prom_serve(struct top_source *src, const char *addr);
 
+/* Names of enum topcow_stats_op and enum topcow_stats_host_op values
+ * ("read", "write", ...), for JSON keys and metric labels. */
+extern const char *const top_op_names[TOPCOW_STATS_OPS];
+extern const char *const top_host_op_names[TOPCOW_STATS_HOST_OPS];
+
+/* The table's columns, shared by the batch view and the screen. */
+enum top_col {
+    TOP_COL_PID, TOP_COL_CMD, TOP_COL_RS, TOP_COL_WS, TOP_COL_RBS, TOP_COL_WBS, TOP_COL_P99,
+    TOP_COL_HIT, TOP_COL_AMP, TOP_COL_GROW, TOP_COL_DEP, TOP_COL_CLI, TOP_COL_IMAGE, TOP_NCOLS
+};
+#define TOP_CELL 64
+struct top_column {
+    const char *title;
+    int width;                 /* 0: the rest of the line */
+    bool left;                 /* left-aligned */
+};
+extern const struct top_column top_columns[TOP_NCOLS];
+
+/* The cells of @m's row ("-" where a figure is not known); the image
+ * column's cell is left empty (callers use top_image_name, which may be
+ * longer than a cell). */
+void top_row_cells(const struct top_image *m, char cells[TOP_NCOLS][TOP_CELL]);
+
 /* Figures for display: "12.3k", "1.2M" style with at most 5 characters. */
 void top_fmt_count(char *buf, size_t len, double v);
 void top_fmt_bytes(char *buf, size_t len, double v); /* "4.0K" "12M" "1.5G" */
+void top_fmt_ms(char *buf, size_t len, double ms); /* at most 6 characters */
+void top_fmt_clock(char *buf, size_t len, uint64_t realtime_ns); /* "12:34:56" local */
 
 #endif
