@@ -60,13 +60,19 @@ c=$(cat c.pid); pids+=("$c")
 out=$(seen)
 echo "$out" | grep -q "^$c $SCRATCH/plain.qcow2 1 " || fail "--fork: not shown under pid $c: $out"
 
-# A client holding a connection is counted; zeros written are detected.
+# A client holding a connection is counted; zeros written are detected; a
+# long read answered partly with hole chunks counts once, in full.
 /usr/bin/python3 - "$SCRATCH/c.sock" > client.out 2>&1 <<'PY' &
 import nbd, sys, time
 h = nbd.NBD()
 h.connect_unix(sys.argv[1])
 h.pwrite(bytes(65536), 0)
 h.pwrite(b"x" * 4096, 65536)
+# A long read over zeros, data and never-written space: the server sends
+# holes as hole chunks, and it is still one read of 1 MiB.
+assert h.get_structured_replies_negotiated()
+data = h.pread(1 << 20, 0)
+assert data[65536:69632] == b"x" * 4096 and data.count(0) == (1 << 20) - 4096
 print("connected", flush=True)
 time.sleep(3)
 h.shutdown()
@@ -76,6 +82,11 @@ for _ in $(seq 100); do grep -q connected client.out && break; sleep 0.05; done
 grep -q connected client.out || fail "nbd client: $(cat client.out)"
 out=$(seen)
 echo "$out" | grep -qx "$c $SCRATCH/plain.qcow2 1 1 65536" || fail "one client and 64 KiB of zeros expected: $out"
+reads=$("$TOPCOW" top --json -n 1 -d 0.1 | /usr/bin/python3 -c '
+import json, sys
+t = json.load(sys.stdin)["images"][0]
+print(t["totals"]["read_ops"], t["totals"]["read_bytes"], sum(n for _, n in t["heat"]["read"]))')
+[ "$reads" = "1 1048576 1048576" ] || fail "a sparse 1 MiB read: ops, bytes, heat map = $reads"
 wait "$cl"
 out=$(seen)
 echo "$out" | grep -qx "$c $SCRATCH/plain.qcow2 1 0 65536" || fail "the client left: $out"

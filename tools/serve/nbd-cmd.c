@@ -153,45 +153,45 @@ send_done(struct nbd_conn *c, struct nbd_req *r)
     return send_iov(c, r, &v, 1);
 }
 
-/* Send guest bytes [@from, @to) of a sparse read as a hole or as data (read
- * into the matching part of @buf).  Returns 0 to go on, 1 when an error
- * reply ended the request, -1 when the stream broke. */
+/* Send guest bytes [@from, @to) of a sparse read, already in the matching
+ * part of @buf, as a hole or as data.  Returns 0, or -1 when the stream
+ * broke. */
 static int
-send_run(struct nbd_conn *c, struct nbd_req *r, uint8_t *buf, uint64_t from, uint64_t to,
+send_run(struct nbd_conn *c, struct nbd_req *r, const uint8_t *buf, uint64_t from, uint64_t to,
          bool zero)
 {
     if (zero)
         return send_hole_chunk(c, r, from, (uint32_t)(to - from));
-    uint8_t *p = buf + (from - r->offset);
-    int e = topcow_image_pread(c->exp->img, p, to - from, from);
-    if (e < 0)
-        return reply_errno(c, r, e) < 0 ? -1 : 1;
-    return send_data_chunk(c, r, 0, from, p, to - from);
+    return send_data_chunk(c, r, 0, from, buf + (from - r->offset), to - from);
 }
 
-/* A long structured read: one walk over the block status; runs that read as
- * zeros go out as holes, the rest as data, read run by run. */
+/* A long structured read: read whole (so that it is one read in the
+ * image's statistics, holes included: they cost a memset), then one walk
+ * over the block status sends runs that read as zeros as hole chunks and
+ * the rest as data. */
 static int
 read_sparse(struct nbd_conn *c, struct nbd_req *r, uint8_t *buf)
 {
+    int e = topcow_image_pread(c->exp->img, buf, r->len, r->offset);
+    if (e < 0)
+        return reply_errno(c, r, e);
     uint64_t end = r->offset + r->len, run = r->offset; /* the pending run starts at run */
     bool zero = false;
     for (uint64_t pos = r->offset; pos < end;) {
         struct topcow_extent ext;
-        int e = topcow_image_block_status(c->exp->img, pos, end - pos, 0, &ext);
+        e = topcow_image_block_status(c->exp->img, pos, end - pos, 0, &ext);
         if (e < 0)
             return reply_errno(c, r, e);
         bool z = ext.flags & TOPCOW_EXTENT_ZERO;
         if (pos > run && z != zero) {
-            if ((e = send_run(c, r, buf, run, pos, zero)) != 0)
-                return e < 0 ? -1 : 0;
+            if (send_run(c, r, buf, run, pos, zero) < 0)
+                return -1;
             run = pos;
         }
         zero = z;
         pos += MIN(ext.length, end - pos);
     }
-    int e = send_run(c, r, buf, run, end, zero);
-    return e != 0 ? (e < 0 ? -1 : 0) : send_done(c, r);
+    return send_run(c, r, buf, run, end, zero) < 0 ? -1 : send_done(c, r);
 }
 
 static int
