@@ -48,3 +48,13 @@ qemu_check_clean() {
 }
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Wait until PATH is a socket (10 s), or fail showing LOG (if given).
+wait_socket() {
+    for _ in $(seq 200); do
+        [ -S "$1" ] && return 0
+        sleep 0.05
+    done
+    [ -z "${2:-}" ] || cat "$2" >&2 || true
+    fail "no socket at $1"
+}

@@ -381,7 +381,7 @@ topcow_image_get_stats(struct topcow_image *img, struct topcow_stats *st)
     size_t want = st->struct_size;
     memset(st, 0, MIN(want, sizeof *st));
     st->struct_size = want;
-    if (want > offsetof(struct topcow_stats, virtual_size))
+    if (want >= offsetof(struct topcow_stats, virtual_size) + sizeof st->virtual_size)
         st->virtual_size = img->size;
     return 0;
 }

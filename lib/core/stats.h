@@ -86,10 +86,12 @@ void stats_region_copy(const struct stats_region *r, struct topcow_stats *st);
 void stats_request_done(struct stats_region *r, struct stats_layer *l, enum topcow_stats_op op,
                         uint64_t off, uint64_t len, int ret, uint64_t t0);
 
+/* Add @n to @counter; adding 0 costs no atomic operation. */
 static inline void
 stats_add(_Atomic uint64_t *counter, uint64_t n)
 {
-    atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+    if (n)
+        atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
 }
 
 /* Add @n to field @field of layer @st (a struct stats_layer *, may be NULL). */

@@ -207,15 +207,14 @@ qcow2_cache_get(struct qcow2_cache *c, uint64_t offset, bool fresh, uint8_t **da
     struct qcow2_state *s = c->s;
     int i = find(c, offset);
     struct stats_layer *st = s->img->stats;
-    if (c->kind == QCOW2_CACHE_L2)
+    if (c->kind == QCOW2_CACHE_L2) {
         STATS_ADD(st, l2_hits, i >= 0);
-    else
+        STATS_ADD(st, l2_misses, i < 0);
+    } else {
         STATS_ADD(st, refcount_hits, i >= 0);
+        STATS_ADD(st, refcount_misses, i < 0);
+    }
     if (i < 0) {
-        if (c->kind == QCOW2_CACHE_L2)
-            STATS_ADD(st, l2_misses, 1);
-        else
-            STATS_ADD(st, refcount_misses, 1);
         int r = victim(c, &i);
         if (r < 0)
             return r;

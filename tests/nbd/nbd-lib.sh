@@ -18,16 +18,6 @@ trap 'serve_kill_all; cleanup_scratch' EXIT
 sock() { echo "$SCRATCH/$1.sock"; }
 uri() { echo "nbd+unix:///?socket=$(sock "$1")"; }
 
-# Wait until PATH is a socket (10 s), or fail showing LOG.
-wait_socket() {
-    for _ in $(seq 200); do
-        [ -S "$1" ] && return 0
-        sleep 0.05
-    done
-    cat "$2" >&2 || true
-    fail "no server socket at $1"
-}
-
 serve_start() {
     local name=$1
     shift

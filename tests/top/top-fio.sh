@@ -43,8 +43,7 @@ cleanup() {
     cleanup_scratch
 }
 trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
-[ -S "$sock" ] || fail "server did not start"
+wait_socket "$sock"
 
 "$TOPCOW" top --json -d 1 > top.jsonl &
 top_pid=$!

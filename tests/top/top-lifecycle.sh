@@ -19,7 +19,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_sock() { for _ in $(seq 200); do [ -S "$1" ] && return 0; sleep 0.05; done; fail "no socket $1"; }
 # The images `top --json` sees now, one "PID NAME DEPTH CLIENTS ZEROS" line each.
 seen() {
     "$TOPCOW" top --json -n 1 -d 0.1 | /usr/bin/python3 -c '
@@ -36,7 +35,7 @@ ok qemu-img create -q -f qcow2 plain.qcow2 64M
 
 # A chain of three, served; then a clean exit (SIGTERM).
 "$TOPCOW" serve -t -k a.sock top.qcow2 & a=$!; pids+=("$a")
-wait_sock a.sock
+wait_socket a.sock
 out=$(seen)
 echo "$out" | grep -qx "$a $SCRATCH/top.qcow2 3 0 0" || fail "served chain not seen as depth 3: $out"
 "$TOPCOW" top -b -n 1 -d 0.1 | grep -q "top.qcow2" || fail "top -b does not list the image"
@@ -46,7 +45,7 @@ kill -TERM "$a"; wait "$a" || true
 
 # SIGKILL: the file stays until the next scan, which removes it.
 "$TOPCOW" serve -t -k b.sock plain.qcow2 & b=$!; pids+=("$b")
-wait_sock b.sock
+wait_socket b.sock
 [ "$(published)" = 1 ] || fail "expected one statistics file"
 kill -KILL "$b"; wait "$b" 2>/dev/null || true
 [ "$(published)" = 1 ] || fail "SIGKILL cannot have removed the file"

@@ -30,15 +30,6 @@ kill_all() {
 }
 trap 'kill_all; cleanup_scratch' EXIT
 
-wait_socket() {
-    for _ in $(seq 200); do
-        [ -S "$1" ] && return 0
-        sleep 0.05
-    done
-    cat "$2" >&2 || true
-    fail "no socket at $1"
-}
-
 qemu-img create -q -f qcow2 base.qcow2 64M
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2
 qemu-img create -q -f raw r.raw 8M
