@@ -412,6 +412,21 @@ fuzz_read(struct topcow_image *img, struct fuzz_budget *b, uint8_t *buf, uint64_
                   (unsigned long long)off, (unsigned long long)len);
 }
 
+void
+fuzz_probe_extents(struct topcow_image *img, uint64_t disk, uint64_t step,
+                   struct topcow_extent *found, unsigned max, unsigned *nfound)
+{
+    uint64_t probes[] = { disk / 2 + 1, disk - 1, disk / 3 + 7 };
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0] && disk > 0; i++) {
+        struct topcow_extent ext;
+        uint64_t off = probes[i] < disk ? probes[i] : disk - 1;
+        uint64_t len = disk - off < 3 * step ? disk - off : 3 * step;
+        if (fuzz_block_status(img, off, len, &ext) == 0 && *nfound < max &&
+            (ext.flags & (TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO)))
+            found[(*nfound)++] = ext;
+    }
+}
+
 int
 fuzz_block_status(struct topcow_image *img, uint64_t off, uint64_t len,
                   struct topcow_extent *ext)

@@ -93,6 +93,13 @@ void fuzz_read(struct topcow_image *img, struct fuzz_budget *b, uint8_t *buf, ui
 int fuzz_block_status(struct topcow_image *img, uint64_t off, uint64_t len,
                       struct topcow_extent *ext);
 
+/* Block status at a few unaligned places of a @disk-byte image (the middle,
+ * the last byte, a third), each for at most 3 * @step bytes; extents that
+ * hold data or zeros are appended to @found (up to @max, *@nfound of them
+ * so far). */
+void fuzz_probe_extents(struct topcow_image *img, uint64_t disk, uint64_t step,
+                        struct topcow_extent *found, unsigned max, unsigned *nfound);
+
 /* Whether @len bytes at @p are all zero. */
 bool fuzz_is_zero(const uint8_t *p, size_t len);
 

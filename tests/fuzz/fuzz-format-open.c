@@ -67,15 +67,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             found[nfound++] = ext;
         off += ext.length;
     }
-    uint64_t probes[] = { disk / 2 + 1, disk - 1, disk / 3 + 7 };
-    for (size_t i = 0; i < sizeof probes / sizeof probes[0] && disk > 0; i++) {
-        struct topcow_extent ext;
-        uint64_t off = probes[i] < disk ? probes[i] : disk - 1;
-        uint64_t len = disk - off < 3 * READ_STEP ? disk - off : 3 * READ_STEP;
-        if (fuzz_block_status(img, off, len, &ext) == 0 && nfound < MAX_EXTENTS &&
-            (ext.flags & (TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO)))
-            found[nfound++] = ext;
-    }
+    fuzz_probe_extents(img, disk, READ_STEP, found, MAX_EXTENTS, &nfound);
 
     /* Reads: the start and the last byte of every extent found, then the
      * disk from the start in READ_STEP requests while the budget lasts. */

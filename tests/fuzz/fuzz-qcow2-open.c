@@ -66,16 +66,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += ext.length;
         scanned += ext.length / cs + 1;
     }
-    /* A few unaligned probes, including the last byte of the disk. */
-    uint64_t probes[] = { disk / 2 + 1, disk - 1, disk / 3 + 7 };
-    for (size_t i = 0; i < sizeof probes / sizeof probes[0] && disk > 0; i++) {
-        struct topcow_extent ext;
-        uint64_t off = probes[i] < disk ? probes[i] : disk - 1;
-        uint64_t len = disk - off < 3 * cs ? disk - off : 3 * cs;
-        if (fuzz_block_status(img, off, len, &ext) == 0 && nfound < MAX_EXTENTS &&
-            (ext.flags & (TOPCOW_EXTENT_ALLOCATED | TOPCOW_EXTENT_ZERO)))
-            found[nfound++] = ext;
-    }
+    fuzz_probe_extents(img, disk, cs, found, MAX_EXTENTS, &nfound);
 
     /* Reads: the first cluster of every extent found (compressed clusters
      * are decompressed here), the last byte of each, then the disk in
