@@ -27,15 +27,12 @@ TOPCOW=$(realpath "$TOPCOW")
 RUNS=${BENCH_RUNS:-5}
 SIZE_MIB=${BENCH_SIZE_MIB:-2048}
 
-for p in qemu-img hyperfine openssl xxd dd awk; do
-    command -v "$p" >/dev/null || { echo "compress.sh: $p is required" >&2; exit 1; }
-done
-[ -x "$TOPCOW" ] || { echo "compress.sh: $TOPCOW is not executable" >&2; exit 1; }
+. "$here/lib.sh"
+bench_check "$TOPCOW" qemu-img hyperfine openssl xxd dd awk
 
 dir=$(mktemp -d "${BENCH_DIR:-/dev/shm}/topcow-bench.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 cd "$dir"
-. "$here/lib.sh"
 
 # $1 label, $2 source, $3 compression type.
 bench_one() {

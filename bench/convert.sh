@@ -30,17 +30,14 @@ RUNS=${BENCH_RUNS:-7}
 SIZE_MIB=${BENCH_SIZE_MIB:-2048}
 PREFAULT_MIB=${BENCH_PREFAULT_MIB:-0}
 
-for p in qemu-img hyperfine openssl dd awk; do
-    command -v "$p" >/dev/null || { echo "convert.sh: $p is required" >&2; exit 1; }
-done
-[ -x "$TOPCOW" ] || { echo "convert.sh: $TOPCOW is not executable" >&2; exit 1; }
+. "$here/lib.sh"
+bench_check "$TOPCOW" qemu-img hyperfine openssl dd awk
 
 dir=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/topcow-bench.XXXXXX")
 shm=/dev/shm/topcow-bench-prefault.$$
 trap 'rm -rf "$dir" "$shm"' EXIT
 cd "$dir"
 
-. "$here/lib.sh"
 
 echo "== generating a $SIZE_MIB MiB mixed image in $dir"
 gen_image src.raw "$SIZE_MIB" mixed

@@ -27,13 +27,11 @@ RUNS=${BENCH_RUNS:-5}
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 SIZE=$((SIZE_MIB * 1024 * 1024))
 
-for p in qemu-img qemu-io hyperfine awk; do
-    command -v "$p" >/dev/null || { echo "crypto.sh: $p is required" >&2; exit 1; }
-done
+. "$here/lib.sh"
+bench_check "$TOPCOW" qemu-img qemu-io hyperfine awk
 dir=$(mktemp -d "${BENCH_DIR:-/dev/shm}/topcow-bench.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 cd "$dir"
-. "$here/lib.sh"
 
 printf 'topcow-bench-passphrase' >pass
 OBJ="--object secret,id=s0,file=$dir/pass"

@@ -29,14 +29,11 @@ TOPCOW=$(realpath "${1:-$here/../build/tools/topcow}")
 RUNS=${BENCH_RUNS:-5}
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 ONLY=${BENCH_ONLY:-.}
-for p in qemu-img hyperfine openssl dd awk; do
-    command -v "$p" >/dev/null || { echo "formats.sh: $p is required" >&2; exit 1; }
-done
-[ -x "$TOPCOW" ] || { echo "formats.sh: $TOPCOW is not executable" >&2; exit 1; }
+. "$here/lib.sh"
+bench_check "$TOPCOW" qemu-img hyperfine openssl dd awk
 dir=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/topcow-bench-formats.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 cd "$dir"
-. "$here/lib.sh"
 
 echo "== generating a $SIZE_MIB MiB mixed image in $dir"
 gen_image src.raw "$SIZE_MIB" mixed

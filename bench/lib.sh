@@ -1,6 +1,18 @@
 # SPDX-License-Identifier: MIT
 # Helpers shared by the bench/ scripts.  Source after `set -euo pipefail`.
 
+# Exit with a message unless $1 (the topcow binary) is executable and every
+# further program is installed.
+bench_check() {
+    local me p
+    me=$(basename "$0")
+    [ -x "$1" ] || { echo "$me: $1 is not executable" >&2; exit 1; }
+    shift
+    for p in "$@"; do
+        command -v "$p" >/dev/null || { echo "$me: $p is required" >&2; exit 1; }
+    done
+}
+
 # A deterministic byte stream: AES-128-CTR with a fixed key over zeros.
 # $1 = IV (hex), $2 = length in bytes.
 # (The producers die of SIGPIPE when head has enough; that is not an error.)

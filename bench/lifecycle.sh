@@ -37,10 +37,8 @@ CHUNK=65536
 NCHUNKS=$((SIZE_MIB * 1024 * 1024 / CHUNK))
 REWRITE_MIB=$((SIZE_MIB / 4))
 
-for p in qemu-img qemu-io hyperfine openssl md5sum awk sort; do
-    command -v "$p" >/dev/null || { echo "lifecycle.sh: $p is required" >&2; exit 1; }
-done
-[ -x "$TOPCOW" ] || { echo "lifecycle.sh: $TOPCOW is not executable" >&2; exit 1; }
+. "$here/lib.sh"
+bench_check "$TOPCOW" qemu-img qemu-io hyperfine openssl md5sum awk sort
 
 dir=$(mktemp -d "${BENCH_DIR:-/dev/shm}/topcow-bench-lifecycle.XXXXXX")
 trap 'rm -rf "$dir"' EXIT

@@ -29,9 +29,8 @@ TOPCOW=$(realpath "${1:-$here/../build/tools/topcow}")
 RUNS=${BENCH_RUNS:-5}
 RUNTIME=${BENCH_RUNTIME:-4}
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
-for p in fio qemu-nbd qemu-img qemu-io shuf /usr/bin/python3; do
-    command -v "$p" >/dev/null || { echo "nbd-aio.sh: $p is required" >&2; exit 1; }
-done
+. "$here/lib.sh"
+bench_check "$TOPCOW" fio qemu-nbd qemu-img qemu-io shuf /usr/bin/python3
 
 dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/topcow-bench-aio.XXXXXX")
 pid=

@@ -66,9 +66,8 @@ TOPCOW_ARGS=${BENCH_TOPCOW_ARGS:-}
 AIO=io_uring
 SHARED=4
 
-for p in fio qemu-nbd qemu-img openssl awk sort; do
-    command -v "$p" >/dev/null || { echo "nbd.sh: $p is required" >&2; exit 1; }
-done
+. "$here/lib.sh"
+bench_check "$TOPCOW" fio qemu-nbd qemu-img openssl awk sort
 fio --enghelp=nbd >/dev/null 2>&1 ||
     { echo "nbd.sh: this fio has no nbd ioengine" >&2; exit 1; }
 if command -v jq >/dev/null; then
@@ -79,7 +78,6 @@ else
     echo "nbd.sh: jq or /usr/bin/python3 is required" >&2
     exit 1
 fi
-[ -x "$TOPCOW" ] || { echo "nbd.sh: $TOPCOW is not executable" >&2; exit 1; }
 
 dir=$(mktemp -d "${BENCH_DIR:-/dev/shm}/topcow-bench.XXXXXX")
 srv_pid=
@@ -89,7 +87,6 @@ cleanup() {
 }
 trap cleanup EXIT
 cd "$dir"
-. "$here/lib.sh"
 # The servers are started anew for every run: a copy of the binary keeps a
 # rebuild during the benchmark out of the numbers.
 cp "$TOPCOW" ./topcow

@@ -19,9 +19,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 TOPCOW=$(realpath "${1:-$here/../build/tools/topcow}")
 OPS=${BENCH_OPS:-20000}
-for p in valgrind qemu-img /usr/bin/python3; do
-    command -v "$p" >/dev/null || { echo "top-overhead.sh: $p is not installed" >&2; exit 1; }
-done
+. "$here/lib.sh"
+bench_check "$TOPCOW" valgrind qemu-img /usr/bin/python3
 dir=$(mktemp -d "${BENCH_DIR:-/dev/shm}/topcow-bench.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 cd "$dir"
