@@ -4,6 +4,7 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "io-uring.h"
@@ -13,6 +14,11 @@
 static pthread_key_t ring_key;
 static pthread_once_t ring_key_once = PTHREAD_ONCE_INIT;
 static atomic_bool unavailable; /* the kernel refused a ring once */
+/* Until one ring creation has finished, creations are serialized, so that
+ * a kernel without io_uring is asked once per process, not once per thread
+ * that raced to be first. */
+static atomic_bool probed;
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 ring_free(void *p)
@@ -40,9 +46,24 @@ thread_ring(void)
         return ring;
     if (!(ring = malloc(sizeof *ring)))
         return NULL;
-    if (io_uring_queue_init(RING_ENTRIES, ring, 0) < 0) {
-        free(ring);
+    bool first = !atomic_load(&probed);
+    if (first) {
+        pthread_mutex_lock(&probe_lock);
+        if (atomic_load(&unavailable)) { /* the thread before us was refused */
+            pthread_mutex_unlock(&probe_lock);
+            free(ring);
+            return NULL;
+        }
+    }
+    int r = io_uring_queue_init(RING_ENTRIES, ring, 0);
+    if (r < 0)
         atomic_store(&unavailable, true);
+    if (first) {
+        atomic_store(&probed, true);
+        pthread_mutex_unlock(&probe_lock);
+    }
+    if (r < 0) {
+        free(ring);
         return NULL;
     }
     if (pthread_setspecific(ring_key, ring) != 0) {
