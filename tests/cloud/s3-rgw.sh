@@ -4,12 +4,14 @@
 # ranges, HEAD, listing with continuation, create-once and compare-and-swap
 # conflicts, delete, a wrong secret key, retries through a fault-injecting
 # proxy (s3-proxy.py), and a stalled and then a stopped server, which must
-# end in clear errors within bounded time.
-#   s3-rgw.sh S3_TOOL      (the environment of tests/lib.sh)
+# end in clear errors within bounded time.  Then store.sh, the object-store
+# checks that also run on file://, on an s3:// store in the same bucket.
+#   s3-rgw.sh S3_TOOL STORE_TOOL     (the environment of tests/lib.sh)
 # Exit 77 when Ceph or botocore is not installed.
 . "$TOPCOW_SRCDIR/tests/lib.sh"
 
-S3=${1:?usage: s3-rgw.sh S3_TOOL}
+S3=${1:?usage: s3-rgw.sh S3_TOOL STORE_TOOL}
+STORE_TOOL=${2:?usage: s3-rgw.sh S3_TOOL STORE_TOOL}
 HERE=$TOPCOW_SRCDIR/tests/cloud
 PY=/usr/bin/python3
 RGW_DIR=$SCRATCH/rgw
@@ -154,6 +156,10 @@ vh=${AWS_ENDPOINT_URL/127.0.0.1/localhost}   # rgw dns name = localhost
     fail "GET with virtual-host addressing"
 [ "$("$S3" --endpoint "$vh" --virtual-host list "$B" many/k0000 | wc -l)" = 10 ] ||
     fail "list with virtual-host addressing"
+
+step "the object-store interface on s3:// (store.sh)"
+bash "$HERE/store.sh" "$STORE_TOOL" "s3://$B/store" | sed 's/^/   /'
+[ "${PIPESTATUS[0]}" = 0 ] || fail "store.sh on s3://$B/store"
 
 # A proxy between client and RGW that breaks the first COUNT requests RULE picks.
 start_proxy() { # RULE COUNT
