@@ -5,7 +5,7 @@
 #
 # BUILD: every suite except 'long' and 'robust' (MESON_TEST_ARGS overrides
 # the selection).
-# ASAN_BUILD, if given: the unit, io, cli, fuzz, crash, formats, nbd and top suites again
+# ASAN_BUILD, if given: the unit, io, cli, fuzz, crash, formats, nbd, top and cloud suites again
 # under ASan+UBSan (the interop suite there would double the run time for
 # little: it drives the same code through the same commands), and the
 # 'robust' suite (the mutation test, which is there to find memory errors)
@@ -59,7 +59,7 @@ suite "$BUILD" ${MESON_TEST_ARGS:---no-suite long --no-suite robust --no-suite t
 if [ -n "$ASAN_BUILD" ]; then
     echo "== the same under ASan+UBSan ($ASAN_BUILD)"
     suite "$ASAN_BUILD" --suite unit --suite io --suite cli --suite fuzz --suite crash --suite formats \
-        --suite robust --suite nbd --suite top
+        --suite robust --suite nbd --suite top --suite cloud
 fi
 if [ -n "$TSAN_BUILD" ]; then
     echo "== the threaded paths under TSan ($TSAN_BUILD)"

@@ -8,7 +8,9 @@ PKGS="build-essential gcc clang lld meson ninja-build pkg-config
       qemu-utils cryptsetup-bin hyperfine bzip2 xxd strace python3 libclang-rt-14-dev valgrind
       libgnutls28-dev gnutls-bin libnbd-bin python3-libnbd fio
       libncurses-dev libjson-c-dev tmux prometheus
-      qemu-system-x86 seabios busybox-static syslinux-common mtools dosfstools cpio syslinux"
+      qemu-system-x86 seabios busybox-static syslinux-common mtools dosfstools cpio syslinux
+      libcurl4-openssl-dev libexpat1-dev python3-botocore s3cmd
+      radosgw ceph-mon ceph-osd ceph-common"
 
 # ---- guest kernel for tests/interop/guest-boot.sh ---------------------------
 # A Debian cloud kernel package, downloaded once into GUEST_CACHE (not
