@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <expat.h>
 
@@ -67,7 +68,8 @@ wanted(const struct parse *ps)
     if (ps->depth == 2)
         return at(ps, 2, "IsTruncated") || at(ps, 2, "NextContinuationToken");
     if (ps->depth == 3 && strcmp(ps->path[1], "Contents") == 0)
-        return at(ps, 3, "Key") || at(ps, 3, "Size") || at(ps, 3, "ETag");
+        return at(ps, 3, "Key") || at(ps, 3, "Size") || at(ps, 3, "ETag") ||
+               at(ps, 3, "LastModified");
     return false;
 }
 
@@ -132,6 +134,19 @@ parse_u64(const char *s, uint64_t *out)
     return true;
 }
 
+/* "2026-11-22T10:00:00.000Z" (S3's LastModified) as Unix seconds; 0 when
+ * it does not read as such. */
+static int64_t
+parse_iso8601(const char *s)
+{
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return 0;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? 0 : (int64_t)t;
+}
+
 static char *
 take_text(struct parse *ps)
 {
@@ -170,6 +185,8 @@ end_list_element(struct parse *ps)
         free(ps->cur.etag);
         ps->cur.etag = raw;
         s3_etag_unquote(raw, raw, strlen(raw) + 1); /* shrinks in place */
+    } else if (ps->in_entry && at(ps, 3, "LastModified")) {
+        ps->cur.mtime = parse_iso8601(ps->text.s ? ps->text.s : "");
     } else if (ps->in_entry && at(ps, 2, "Contents")) {
         ps->in_entry = false;
         if (!ps->have_key || !ps->have_size) {

@@ -16,6 +16,7 @@ struct s3_xml_entry {
     char *key;
     char *etag; /* quotes removed; "" when the server sent none */
     uint64_t size;
+    int64_t mtime; /* LastModified as Unix seconds; 0 when absent or unreadable */
 };
 
 struct s3_xml_list {

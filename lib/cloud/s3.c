@@ -1126,7 +1126,7 @@ s3_list(struct s3_client *c, const char *bucket, const char *prefix,
             break;
         for (size_t i = 0; i < page.n && r == 0; i++) {
             struct s3_list_entry e = {page.entries[i].key, page.entries[i].etag,
-                                      page.entries[i].size};
+                                      page.entries[i].size, page.entries[i].mtime};
             r = fn(opaque, &e);
         }
         if (r == 0 && page.truncated) {

@@ -115,6 +115,7 @@ struct s3_list_entry {
     const char *key;  /* valid during the callback */
     const char *etag; /* without quotes */
     uint64_t size;
+    int64_t mtime;    /* LastModified, Unix seconds; 0 when the server sent none */
 };
 
 /* Call @fn for every key that starts with @prefix ("" or NULL for all), in

@@ -492,7 +492,7 @@ walk_dir(struct walk *w, const char *dir)
                 w->v = v;
                 w->cap = cap;
             }
-            w->v[w->n++] = (struct store_entry){key, (uint64_t)sb.st_size, NULL};
+            w->v[w->n++] = (struct store_entry){key, (uint64_t)sb.st_size, NULL, sb.st_mtime};
         } else {
             free(key);
         }

@@ -125,7 +125,7 @@ list_one(void *opaque, const struct s3_list_entry *e)
     struct list_ctx *lc = opaque;
     if (strlen(e->key) <= lc->strip)
         return 0; /* the prefix itself, as an object: not a key of this store */
-    struct store_entry se = {e->key + lc->strip, e->size, e->etag};
+    struct store_entry se = {e->key + lc->strip, e->size, e->etag, e->mtime};
     return lc->fn(lc->opaque, &se);
 }
 

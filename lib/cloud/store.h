@@ -36,6 +36,7 @@ struct store_entry {
     const char *key;  /* relative to the store; valid during the callback */
     uint64_t size;
     const char *etag; /* NULL when the store cannot tell it cheaply (file) */
+    int64_t mtime;    /* last modified, Unix seconds (0: unknown) */
 };
 
 struct store_ops {

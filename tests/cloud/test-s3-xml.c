@@ -57,6 +57,9 @@ test_page(void)
           "token");
     if (l.n == 2) {
         CHECK(strcmp(l.entries[0].key, "img/a&b <c>") == 0, "entities: '%s'", l.entries[0].key);
+        /* 2024-01-01T00:00:00Z: date -u -d 2024-01-01 +%s */
+        CHECK(l.entries[0].mtime == 1704067200, "LastModified: %lld", (long long)l.entries[0].mtime);
+        CHECK(l.entries[1].mtime == 0, "no LastModified: %lld", (long long)l.entries[1].mtime);
         CHECK(strcmp(l.entries[0].etag, "5d41402abc4b2a76b9719d911017c592") == 0,
               "etag unquoted: '%s'", l.entries[0].etag);
         CHECK(l.entries[0].size == 5, "size");
