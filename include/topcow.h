@@ -648,6 +648,125 @@ typedef int (*topcow_stats_fn)(void *opaque, const struct topcow_stats *st);
  * directory is not an error: nothing is published). */
 TOPCOW_API int topcow_stats_scan(const char *dir, topcow_stats_fn fn, void *opaque);
 
+/* ------------------------------------------------------------------------ */
+/* Cloud remotes (docs/internals/cloud-layout.md)                            */
+/*                                                                          */
+/* A remote is STORE/NAME: a store URL, "file:///dir" or                    */
+/* "s3://bucket[/prefix]", and an image name.  S3 is configured as the AWS  */
+/* CLI is (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,       */
+/* AWS_REGION, AWS_PROFILE, ~/.aws/credentials and ~/.aws/config) or with    */
+/* @endpoint / @profile below.  Built without S3 support, s3:// URLs fail   */
+/* with -ENOTSUP; file:// always works.                                     */
+
+enum {
+    TOPCOW_REMOTE_FORCE = 1 << 0,      /* push: make the local copy HEAD even if HEAD
+                                        * moved since it was pulled (the other generation
+                                        * stays in the log) */
+    TOPCOW_REMOTE_TAKE_LEASE = 1 << 1, /* take over a lease that has expired */
+    TOPCOW_REMOTE_DRY_RUN = 1 << 2,    /* gc: report, delete nothing */
+};
+
+/* Progress of a push or pull, for progress bars. */
+struct topcow_remote_progress {
+    uint64_t chunks_total, chunks_done;
+    uint64_t bytes_total, bytes_done; /* bytes of the image file */
+    uint64_t bytes_transferred;       /* chunk bytes sent or received so far */
+};
+
+struct topcow_remote_opts {
+    size_t struct_size;       /* sizeof(struct topcow_remote_opts) */
+    unsigned flags;           /* TOPCOW_REMOTE_* */
+    const char *endpoint;     /* S3 endpoint URL; NULL: the AWS configuration */
+    const char *profile;      /* AWS profile; NULL: AWS_PROFILE or "default" */
+    unsigned jobs;            /* parallel transfers; 0: 4 */
+    uint32_t chunk_size;      /* push of a new image: bytes per chunk, a power of two
+                               * from 64 KiB to 64 MiB; 0: 4 MiB (later generations
+                               * keep the image's) */
+    unsigned lease_ttl;       /* seconds a lease lasts without renewal; 0: 60 */
+    uint64_t gc_grace;        /* gc: seconds an unreferenced chunk is kept; 0: 86400 */
+    /* Called from the calling thread, at most every 200 ms and once at the end. */
+    void (*progress)(void *opaque, const struct topcow_remote_progress *p);
+    void *progress_opaque;
+};
+#define TOPCOW_REMOTE_OPTS_INIT { .struct_size = sizeof(struct topcow_remote_opts) }
+
+/* What a push or pull did. */
+struct topcow_remote_result {
+    size_t struct_size;          /* set by the caller: sizeof(struct topcow_remote_result) */
+    char generation[32];         /* the generation pushed or pulled */
+    char parent[32];             /* its parent ("" for none) */
+    bool up_to_date;             /* nothing needed doing */
+    uint64_t size;               /* bytes of the image file */
+    uint64_t chunks, chunks_zero;  /* chunks in the image; all-zero ones (never stored) */
+    uint64_t chunks_transferred;   /* uploaded (push) or downloaded (pull) */
+    uint64_t bytes_transferred;    /* their bytes */
+    uint64_t chunks_present;       /* already in the store (push) or local (pull) */
+    uint64_t requests, retries;    /* requests to the store (S3) and retries among them */
+};
+
+/* Upload the image file @image to @remote (STORE/NAME; a URL ending in '/'
+ * takes @image's base name): the chunks the store lacks, then a manifest,
+ * then HEAD by compare-and-swap.  Writes IMAGE.topcow, the generation the
+ * local copy now matches.  Takes the image's lease while it runs.  Returns 0,
+ * -ESTALE (a conflict: HEAD moved since the local copy's generation, or
+ * another pusher won the race; the generation is stored and named in the
+ * message), -EBUSY (the lease is held), or -errno. */
+TOPCOW_API int topcow_remote_push(const char *image, const char *remote,
+                                  const struct topcow_remote_opts *opts,
+                                  struct topcow_remote_result *res);
+
+/* Download @remote's HEAD generation (or @generation, if not NULL) into the
+ * file @image: a sparse file, written as IMAGE.topcow-part and renamed when
+ * every chunk is in and verified against its hash.  Chunks found locally
+ * (the old @image, an interrupted pull's part file) are not fetched again.
+ * Returns 0, -EBADMSG (a chunk in the store does not match its hash; the
+ * message names it), or -errno; on failure @image is untouched. */
+TOPCOW_API int topcow_remote_pull(const char *remote, const char *image,
+                                  const char *generation,
+                                  const struct topcow_remote_opts *opts,
+                                  struct topcow_remote_result *res);
+
+/* One generation of an image, or one image of a store (its HEAD). */
+struct topcow_remote_gen_info {
+    const char *name;            /* the image */
+    const char *generation;
+    const char *parent;          /* "" for none */
+    bool is_head;
+    uint64_t size;
+    uint32_t chunk_size;
+    uint64_t chunks, chunks_zero;
+    int64_t created;             /* Unix seconds */
+    const char *host, *user;     /* who pushed it */
+    /* The image's lease (topcow_remote_list only): holder "" when never taken. */
+    const char *lease_holder, *lease_op;
+    int64_t lease_expires;       /* 0: released */
+};
+typedef int (*topcow_remote_gen_fn)(void *opaque, const struct topcow_remote_gen_info *g);
+
+/* Every image in the store @store (a store URL), with its HEAD generation. */
+TOPCOW_API int topcow_remote_list(const char *store, const struct topcow_remote_opts *opts,
+                                  topcow_remote_gen_fn fn, void *opaque);
+/* Every generation of @remote, oldest first. */
+TOPCOW_API int topcow_remote_log(const char *remote, const struct topcow_remote_opts *opts,
+                                 topcow_remote_gen_fn fn, void *opaque);
+/* Point @remote's HEAD at its stored generation @generation (a full id, or a
+ * unique prefix of one).  Takes the lease. */
+TOPCOW_API int topcow_remote_rollback(const char *remote, const char *generation,
+                                      const struct topcow_remote_opts *opts);
+
+struct topcow_remote_gc_result {
+    size_t struct_size;
+    uint64_t manifests;             /* generations read */
+    uint64_t chunks;                /* chunk objects in the store */
+    uint64_t chunks_referenced;
+    uint64_t chunks_young;          /* unreferenced, but within the grace period */
+    uint64_t chunks_deleted, bytes_deleted; /* (or that would be, with DRY_RUN) */
+};
+/* Delete the chunks of @store that no manifest names and that are older than
+ * opts->gc_grace.  Refused (-EBUSY) while any image's lease is held. */
+TOPCOW_API int topcow_remote_gc(const char *store, const struct topcow_remote_opts *opts,
+                                struct topcow_remote_gc_result *res);
+
 #ifdef __cplusplus
 }
 #endif

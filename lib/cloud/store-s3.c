@@ -152,6 +152,14 @@ s3s_close(struct store *st)
     free(ss);
 }
 
+static void
+s3s_stats(struct store *st, struct store_stats *out)
+{
+    struct s3_stats s;
+    s3_client_stats(ss_of(st)->c, &s);
+    *out = (struct store_stats){s.requests, s.retries, s.bytes_sent, s.bytes_received};
+}
+
 static const struct store_ops s3_store_ops = {
     .struct_size = sizeof(struct store_ops),
     .name = "s3",
@@ -163,6 +171,7 @@ static const struct store_ops s3_store_ops = {
     .head = s3s_head,
     .list = s3s_list,
     .del = s3s_del,
+    .stats = s3s_stats,
 };
 
 int

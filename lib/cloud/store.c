@@ -3,6 +3,7 @@
  * call gets whatever the backend (key syntax, arguments), so that file://
  * and s3:// accept and refuse the same keys. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,9 @@ store_open(const char *url, const struct store_opts *opts, struct store **out)
         return store_file_open(path, out);
     }
     if (strncmp(url, "s3://", 5) == 0) {
+#ifndef HAVE_S3
+        return err_set(-ENOTSUP, "store: '%s': this topcow was built without S3 support", url);
+#else
         const char *b = url + 5, *slash = strchr(b, '/');
         size_t blen = slash ? (size_t)(slash - b) : strlen(b);
         RETURN_ERR_IF(blen < 3 || blen > 63, -EINVAL, "store: '%s': no valid bucket name", url);
@@ -76,6 +80,7 @@ store_open(const char *url, const struct store_opts *opts, struct store **out)
             return r;
         }
         return store_s3_open(bucket, "", opts, out);
+#endif
     }
     return err_set(-EINVAL, "store: '%s': not a file:// or s3:// URL", url);
 }
@@ -140,6 +145,15 @@ store_list(struct store *st, const char *prefix,
         prefix = "";
     int r = check_key(prefix, true);
     return r < 0 ? r : st->ops->list(st, prefix, fn, opaque);
+}
+
+void
+store_get_stats(struct store *st, struct store_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (st->ops->struct_size >= offsetof(struct store_ops, stats) + sizeof st->ops->stats &&
+        st->ops->stats)
+        st->ops->stats(st, out);
 }
 
 int

@@ -39,6 +39,12 @@ struct store_entry {
     int64_t mtime;    /* last modified, Unix seconds (0: unknown) */
 };
 
+/* Requests made to the store's server (S3; zero for file://). */
+struct store_stats {
+    uint64_t requests, retries;
+    uint64_t bytes_sent, bytes_received;
+};
+
 struct store_ops {
     size_t struct_size;
     const char *name; /* "file", "s3" */
@@ -55,6 +61,8 @@ struct store_ops {
     int (*list)(struct store *st, const char *prefix,
                 int (*fn)(void *opaque, const struct store_entry *e), void *opaque);
     int (*del)(struct store *st, const char *key);
+    /* Optional (NULL: all zero): counters since the store was opened. */
+    void (*stats)(struct store *st, struct store_stats *out);
 };
 
 struct store {
@@ -103,6 +111,9 @@ int store_list(struct store *st, const char *prefix,
 
 /* Delete @key; deleting a key that does not exist succeeds, as on S3. */
 int store_delete(struct store *st, const char *key);
+
+/* The store's counters (all zero for a backend without them). */
+void store_get_stats(struct store *st, struct store_stats *out);
 
 /* Backends, for store_open(). */
 int store_file_open(const char *dir, struct store **out);

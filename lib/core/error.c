@@ -64,6 +64,13 @@ err_clear(void)
 }
 
 int
+err_restore(int neg_errno, const char *saved)
+{
+    snprintf(err_msg, sizeof err_msg, "%s", saved);
+    return neg_errno;
+}
+
+int
 err_is_set(void)
 {
     return err_msg[0] != '\0';

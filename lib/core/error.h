@@ -22,6 +22,11 @@ int err_set_errno(int neg_errno, const char *fmt, ...) __attribute__((format(pri
  * such as an advisory hole punch), so it cannot mask a later one. */
 void err_clear(void);
 
+/* Put back a message saved from topcow_last_error() (verbatim: no context
+ * prefix is added again), after cleanup that may have overwritten it.
+ * Returns @neg_errno. */
+int err_restore(int neg_errno, const char *saved);
+
 /* Whether a message has been recorded since err_begin(). */
 int err_is_set(void);
 
