@@ -31,6 +31,9 @@ static const struct command commands[] = {
     { "io", cmd_io, "run qemu-io commands on an image (qemu-io)" },
     { "serve", cmd_serve, "export an image over NBD (qemu-nbd)" },
     { "top", cmd_top, "live statistics of open images and QEMU drives" },
+    { "push", cmd_push, "upload an image to a remote, only what changed" },
+    { "pull", cmd_pull, "download an image from a remote, only what changed" },
+    { "remote", cmd_remote, "list, log, roll back and gc a remote (file://, s3://)" },
 };
 
 static void

@@ -6,6 +6,7 @@
  * s3-xml.c, signatures made by s3-sigv4.c. */
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,17 +226,30 @@ s3_config_load(struct s3_config *cfg, const char *endpoint, const char *profile)
     if (r < 0)
         goto out;
 
-    const char *attempts = env("AWS_MAX_ATTEMPTS");
-    if (attempts) {
+    /* Retries and timeouts: AWS_MAX_ATTEMPTS as the AWS CLI reads it; the
+     * stall timeout and the first backoff delay are topcow's own. */
+    static const struct {
+        const char *name;
+        unsigned min, max, scale;
+        size_t field;
+    } knobs[] = {
+        {"AWS_MAX_ATTEMPTS", 1, 100, 1, offsetof(struct s3_config, max_attempts)},
+        {"TOPCOW_S3_STALL_TIMEOUT", 1, 3600, 1000, offsetof(struct s3_config, stall_timeout_ms)},
+        {"TOPCOW_S3_BACKOFF_MS", 1, 60000, 1, offsetof(struct s3_config, backoff_ms)},
+    };
+    for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+        const char *v = env(knobs[i].name);
+        if (!v)
+            continue;
         char *end;
         errno = 0;
-        unsigned long v = strtoul(attempts, &end, 10);
-        if (errno || *end || v < 1 || v > 100) {
-            r = err_set(-EINVAL, "s3: AWS_MAX_ATTEMPTS '%s' is not a number from 1 to 100",
-                        attempts);
+        unsigned long n = strtoul(v, &end, 10);
+        if (errno || *end || v[0] == '-' || n < knobs[i].min || n > knobs[i].max) {
+            r = err_set(-EINVAL, "s3: %s '%s' is not a number from %u to %u", knobs[i].name, v,
+                        knobs[i].min, knobs[i].max);
             goto out;
         }
-        cfg->max_attempts = (unsigned)v;
+        *(unsigned *)((char *)cfg + knobs[i].field) = (unsigned)n * knobs[i].scale;
     }
 out:
     profile_clear(&p);

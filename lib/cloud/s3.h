@@ -57,9 +57,10 @@ struct s3_config {
  *    up in AWS_SHARED_CREDENTIALS_FILE (~/.aws/credentials) and then in
  *    AWS_CONFIG_FILE (~/.aws/config, "[profile NAME]" sections);
  *  - region: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, us-east-1;
- *  - max_attempts: AWS_MAX_ATTEMPTS; the rest take the defaults above.
+ *  - max_attempts: AWS_MAX_ATTEMPTS; stall_timeout_ms: TOPCOW_S3_STALL_TIMEOUT
+ *    (seconds); backoff_ms: TOPCOW_S3_BACKOFF_MS; the rest take the defaults above.
  * Returns 0, -ENOKEY (no credentials found), -ENOENT (a named profile is in
- * neither file), -EINVAL (a malformed endpoint or AWS_MAX_ATTEMPTS) or
+ * neither file), -EINVAL (a malformed endpoint or number) or
  * -ENOMEM.  Release with s3_config_clear() whatever the result. */
 int s3_config_load(struct s3_config *cfg, const char *endpoint, const char *profile);
 void s3_config_clear(struct s3_config *cfg);
