@@ -664,6 +664,8 @@ enum {
                                         * stays in the log) */
     TOPCOW_REMOTE_TAKE_LEASE = 1 << 1, /* take over a lease that has expired */
     TOPCOW_REMOTE_DRY_RUN = 1 << 2,    /* gc: report, delete nothing */
+    TOPCOW_REMOTE_NO_WAIT = 1 << 3,    /* push: when another push holds the lease, fail
+                                        * at once instead of waiting up to 15 s for it */
 };
 
 /* Progress of a push or pull, for progress bars. */

@@ -18,6 +18,7 @@
 #include "strbuf.h"
 
 #define LEASE_MAX 4096
+#define LEASE_WAIT_S 15 /* how long a push waits for another push's lease */
 
 static int
 lease_format(const struct lease_info *li, char **text, size_t *len)
@@ -170,9 +171,30 @@ renew_thread(void *arg)
     return NULL;
 }
 
+static int lease_acquire_once(struct remote *rm, const struct store_opts *opts, const char *op,
+                              unsigned ttl_s, unsigned flags, struct lease *l, bool *pushing);
+
 int
 lease_acquire(struct remote *rm, const struct store_opts *opts, const char *op, unsigned ttl_s,
               unsigned flags, struct lease *l)
+{
+    /* Another push holds it: pushes are short, so wait for it to finish
+     * (up to LEASE_WAIT_S) rather than fail at once;
+     * this push then meets the other's HEAD and reports a conflict. */
+    time_t deadline = time(NULL) + LEASE_WAIT_S;
+    for (;;) {
+        bool pushing = false;
+        int r = lease_acquire_once(rm, opts, op, ttl_s, flags, l, &pushing);
+        if (r != -EBUSY || !(flags & LEASE_WAIT_PUSH) || !pushing || time(NULL) >= deadline)
+            return r;
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int
+lease_acquire_once(struct remote *rm, const struct store_opts *opts, const char *op,
+                   unsigned ttl_s, unsigned flags, struct lease *l, bool *pushing)
 {
     memset(l, 0, sizeof *l);
     l->r = rm;
@@ -200,6 +222,7 @@ lease_acquire(struct remote *rm, const struct store_opts *opts, const char *op, 
         char until[32];
         format_until(cur.expires, until);
         bool expired = cur.expires <= (int64_t)time(NULL);
+        *pushing = strcmp(cur.op, "push") == 0;
         if (lease_is_held(&cur) && !holder_is_dead_here(&cur, machine))
             return err_set(-EBUSY, "cloud: %s is leased to %s (%s) until %s", what, cur.holder,
                            cur.op, until);
@@ -211,9 +234,11 @@ lease_acquire(struct remote *rm, const struct store_opts *opts, const char *op, 
                            what, cur.holder, cur.op, until);
         r = lease_write(rm->st, l, etag);
     }
-    if (r == -EEXIST || r == -ESTALE)
+    if (r == -EEXIST || r == -ESTALE) {
+        *pushing = true; /* whoever it was: look again */
         return err_set(-EBUSY, "cloud: %s: another writer took the lease at the same moment",
                        what);
+    }
     if (r < 0)
         return r;
 

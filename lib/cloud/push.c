@@ -187,8 +187,10 @@ topcow_remote_push(const char *image, const char *remote, const struct topcow_re
     else if (r < 0 && r != -ENOENT)
         goto out;
 
-    r = lease_acquire(&rm, &sopts, "push", opts->lease_ttl, 
-                      (opts->flags & TOPCOW_REMOTE_TAKE_LEASE) ? LEASE_TAKE_OVER : 0, &lease);
+    r = lease_acquire(&rm, &sopts, "push", opts->lease_ttl,
+                      ((opts->flags & TOPCOW_REMOTE_NO_WAIT) ? 0 : LEASE_WAIT_PUSH) |
+                          ((opts->flags & TOPCOW_REMOTE_TAKE_LEASE) ? LEASE_TAKE_OVER : 0),
+                      &lease);
     if (r < 0)
         goto out;
     have_lease = true;

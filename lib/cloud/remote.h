@@ -94,6 +94,7 @@ bool lease_is_held(const struct lease_info *info);
 
 enum {
     LEASE_TAKE_OVER = 1 << 0, /* take an expired lease of another machine */
+    LEASE_WAIT_PUSH = 1 << 1, /* held by a push: wait for it to end (15 s at most) */
 };
 
 /* Take the lease of image @r (or of gc for a store-only remote) for @op,

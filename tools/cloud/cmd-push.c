@@ -14,7 +14,7 @@
 #include "commands.h"
 #include "util.h"
 
-enum { OPT_FORCE = CLOUD_OPT_LAST, OPT_CHUNK_SIZE, OPT_OUTPUT, OPT_GENERATION };
+enum { OPT_FORCE = CLOUD_OPT_LAST, OPT_CHUNK_SIZE, OPT_OUTPUT, OPT_NO_WAIT };
 
 static void
 usage(FILE *f, bool push)
@@ -36,6 +36,8 @@ usage(FILE *f, bool push)
             "      --chunk-size=SIZE    chunk size of a new remote image (64K..64M, a power\n"
             "                           of two; default 4M)\n"
             "      --output=human|json  the summary format\n"
+            "      --no-wait            when another push holds the lease, fail at once\n"
+            "                           (default: wait up to 15 s for it to finish)\n"
             CLOUD_OPTS_HELP
             "  -h, --help               this help\n");
     else
@@ -66,6 +68,7 @@ push_or_pull(int argc, char **argv, bool push)
         {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
         {"output", required_argument, NULL, OPT_OUTPUT},
         {"generation", required_argument, NULL, 'g'},
+        {"no-wait", no_argument, NULL, OPT_NO_WAIT},
         CLOUD_LONG_OPTS,
         {NULL, 0, NULL, 0},
     };
@@ -93,6 +96,9 @@ push_or_pull(int argc, char **argv, bool push)
         case 'g':
             gen = optarg;
             break;
+        case OPT_NO_WAIT:
+            o.flags |= TOPCOW_REMOTE_NO_WAIT;
+            break;
         case OPT_CHUNK_SIZE: {
             uint64_t v;
             if (!push || parse_size(optarg, &v) < 0 || v < 65536 || v > (64u << 20) ||
@@ -114,6 +120,10 @@ push_or_pull(int argc, char **argv, bool push)
             usage(stderr, push);
             return 1;
         }
+    }
+    if (push && gen) {
+        error_msg("push takes no --generation (it makes a new one)");
+        return 1;
     }
     if (argc - optind != 2) {
         error_msg("%s needs %s (see 'topcow %s --help')", push ? "push" : "pull",
