@@ -56,6 +56,7 @@ store_open(const char *url, const struct store_opts *opts, struct store **out)
     }
     if (strncmp(url, "s3://", 5) == 0) {
 #ifndef HAVE_S3
+        (void)opts;
         return err_set(-ENOTSUP, "store: '%s': this topcow was built without S3 support", url);
 #else
         const char *b = url + 5, *slash = strchr(b, '/');
