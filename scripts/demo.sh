@@ -76,4 +76,14 @@ kill "$reader" 2>/dev/null || true
 kill "$server"
 wait 2>/dev/null || true
 
+step "Keep it in a remote (a folder here; s3://bucket/prefix/NAME works the same)"
+mkdir "$DIR/remote" "$DIR/laptop"
+run "$TOPCOW" push flat.qcow2 "file://$DIR/remote/office-pc"
+run "$TOPCOW" pull "file://$DIR/remote/office-pc" laptop/office-pc.qcow2
+run "$TOPCOW" io -c "write -P 0x99 1M 4M" laptop/office-pc.qcow2
+run "$TOPCOW" push laptop/office-pc.qcow2 "file://$DIR/remote/office-pc"
+run "$TOPCOW" pull "file://$DIR/remote/office-pc" flat.qcow2
+run qemu-img compare laptop/office-pc.qcow2 flat.qcow2
+run "$TOPCOW" remote log "file://$DIR/remote/office-pc"
+
 printf '\nDone: every image above passes qemu-img check and reads the same in QEMU.\n'
