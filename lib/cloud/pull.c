@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "io.h"
 #include "remote.h"
 #include "strbuf.h"
 #include "topcow.h"
@@ -245,6 +246,7 @@ topcow_remote_pull(const char *remote, const char *image, const char *generation
     struct pull p = {.part_fd = -1};
     char gen[CLOUD_GEN_MAX];
     int old_fd = -1, r;
+    struct io *lock = NULL;
     void *buf = NULL;
     char *part = NULL;
 
@@ -303,6 +305,14 @@ topcow_remote_pull(const char *remote, const char *image, const char *generation
         r = err_set_errno(-errno, "cloud: %s: cannot make it %" PRIu64 " bytes", part, m.size);
         goto out;
     }
+    /* An image in use (a VM, topcow serve) is not replaced under it: hold
+     * the image lock QEMU uses while the pull runs. */
+    r = io_file_open(image, IO_RDONLY, &lock);
+    if (r == -EBUSY)
+        r = err_set(-EBUSY, "cloud: %s is in use by another process (a VM, topcow serve); stop it "
+                    "before pulling over it", image);
+    if (r < 0 && r != -ENOENT)
+        goto out;
     /* The old image's chunks, found by hash. */
     if ((r = index_file(&p, image, &old_fd, m.chunk_size, buf, &old)) < 0)
         goto out;
@@ -368,6 +378,7 @@ topcow_remote_pull(const char *remote, const char *image, const char *generation
         res->up_to_date = res->chunks_transferred == 0;
     }
 out:
+    io_close(lock);
     if (p.part_fd >= 0)
         close(p.part_fd);
     if (old_fd >= 0)

@@ -176,6 +176,9 @@ topcow_remote_push(const char *image, const char *remote, const struct topcow_re
     if (r < 0)
         return r;
     r = io_file_open(image, IO_RDONLY, &p.file);
+    if (r == -EBUSY)
+        r = err_set(-EBUSY, "cloud: %s is open for writing by another process (a VM, topcow "
+                    "serve); push it when it is shut down, or push a copy", image);
     if (r < 0)
         goto out;
     if ((r = io_get_size(p.file, &size)) < 0)

@@ -347,6 +347,17 @@ for img in a.qcow2 big clone copy-of-a kill; do
     done
 done
 
+step "an image in use by a writer is neither pushed nor pulled over"
+"$T" serve -k "$SCRATCH/busy.sock" a.qcow2 & srv=$!
+wait_socket "$SCRATCH/busy.sock"
+sum=$(sha a.qcow2)
+must_fail "$T" push a.qcow2 "$STORE/a.qcow2"
+case $ERR in *"a.qcow2 is open for writing by another process"*) ;; *) fail "push of a busy image: $ERR" ;; esac
+must_fail "$T" pull --force "$STORE/a.qcow2" a.qcow2
+case $ERR in *"a.qcow2 is in use by another process"*) ;; *) fail "pull over a busy image: $ERR" ;; esac
+kill $srv; wait $srv 2>/dev/null || true
+[ "$(sha a.qcow2)" = "$sum" ] || fail "the busy image changed"
+
 step "bad input: clear one-line errors"
 must_fail "$T" push a.qcow2 "$STORE/bad name"
 case $ERR in *"only letters, digits"*) ;; *) fail "bad name: $ERR" ;; esac
