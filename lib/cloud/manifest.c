@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 
 #include "error.h"
+#include "parse-number.h"
 #include "manifest.h"
 #include "strbuf.h"
 
@@ -257,21 +258,6 @@ field(struct lines *ls, const char *key, const char **value)
 }
 
 static bool
-parse_u64(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (!*s || (s[0] == '0' && s[1]))
-        return false;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return true;
-}
-
-static bool
 parse_time(const char *s, int64_t *out)
 {
     struct tm tm = {0};
@@ -324,11 +310,14 @@ manifest_parse(const char *text, size_t len, const char *name, const char *gen,
     }
     if ((r = field(&ls, "size", &v)) < 0)
         return r;
-    RETURN_ERR_IF(!parse_u64(v, &m.size) || m.size > (UINT64_C(1) << 62), -EPROTO,
+    RETURN_ERR_IF(!parse_decimal_u64(v, true, &m.size) || m.size > (UINT64_C(1) << 62),
+                  -EPROTO,
                   "cloud: %s: bad size '%s'", what, v);
     if ((r = field(&ls, "chunk-size", &v)) < 0)
         return r;
-    RETURN_ERR_IF(!parse_u64(v, &u) || u > UINT32_MAX || !chunk_size_valid((uint32_t)u), -EPROTO,
+    RETURN_ERR_IF(!parse_decimal_u64(v, true, &u) || u > UINT32_MAX ||
+                      !chunk_size_valid((uint32_t)u),
+                  -EPROTO,
                   "cloud: %s: bad chunk size '%s'", what, v);
     m.chunk_size = (uint32_t)u;
     if ((r = field(&ls, "created", &v)) < 0)
@@ -348,7 +337,8 @@ manifest_parse(const char *text, size_t len, const char *name, const char *gen,
                       ls.line);
         break;
     }
-    RETURN_ERR_IF(!parse_u64(ls.line + 7, &u) || u != manifest_chunk_count(m.size, m.chunk_size),
+    RETURN_ERR_IF(!parse_decimal_u64(ls.line + 7, true, &u) ||
+                      u != manifest_chunk_count(m.size, m.chunk_size),
                   -EPROTO, "cloud: %s: %s chunks for %" PRIu64 " bytes in chunks of %" PRIu32,
                   what, ls.line + 7, m.size, m.chunk_size);
     /* Each chunk line is 65 bytes at most: refuse a count the text cannot hold

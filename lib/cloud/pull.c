@@ -208,7 +208,8 @@ index_file(struct pull *p, const char *path, int *fd_out, uint32_t cs, void *buf
         return -ENOMEM;
     }
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t off = i * cs, len = (uint64_t)sb.st_size - off < cs ? (uint64_t)sb.st_size - off : cs;
+        uint64_t off = i * cs, left = (uint64_t)sb.st_size - off;
+        uint64_t len = left < cs ? left : cs;
         int r = read_full(fd, buf, len, off);
         if (r < 0) {
             close(fd);

@@ -32,41 +32,52 @@ gen_info(const struct manifest *m, bool is_head, struct topcow_remote_gen_info *
     g->lease_holder = g->lease_op = "";
 }
 
-struct list_ctx {
+/* What topcow_remote_list and topcow_remote_log walk with. */
+struct walk_ctx {
     struct remote *rm;
+    const char *head; /* log: the image's HEAD generation */
     topcow_remote_gen_fn fn;
     void *opaque;
 };
 
+/* Read generation @gen of the image rm->name names and hand it to the
+ * caller's function, with the image's lease when @with_lease. */
 static int
-list_one(void *opaque, const char *name)
+emit_gen(struct walk_ctx *c, const char *gen, bool is_head, bool with_lease)
 {
-    struct list_ctx *c = opaque;
-    struct remote *rm = c->rm;
-    snprintf(rm->name, sizeof rm->name, "%s", name);
-    char gen[CLOUD_GEN_MAX], key[STORE_KEY_MAX + 1];
     struct manifest m;
-    int r = remote_read_head(rm, gen, NULL);
+    int r = remote_read_manifest(c->rm, gen, &m);
     if (r < 0)
         return r;
-    if ((r = remote_read_manifest(rm, gen, &m)) < 0)
-        return r;
     struct topcow_remote_gen_info g;
-    gen_info(&m, true, &g);
+    gen_info(&m, is_head, &g);
     struct lease_info li;
-    remote_key_lease(rm, key);
-    r = lease_read(rm->st, key, &li, NULL);
-    if (r == 0) {
-        g.lease_holder = li.holder;
-        g.lease_op = li.op;
-        g.lease_expires = lease_is_held(&li) ? li.expires : 0;
-    } else if (r != -ENOENT) {
-        manifest_free(&m);
-        return r;
+    if (with_lease) {
+        char key[STORE_KEY_MAX + 1];
+        remote_key_lease(c->rm, key);
+        r = lease_read(c->rm->st, key, &li, NULL);
+        if (r == 0) {
+            g.lease_holder = li.holder;
+            g.lease_op = li.op;
+            g.lease_expires = lease_is_held(&li) ? li.expires : 0;
+        } else if (r != -ENOENT) {
+            manifest_free(&m);
+            return r;
+        }
     }
     r = c->fn(c->opaque, &g);
     manifest_free(&m);
     return r;
+}
+
+static int
+list_one(void *opaque, const char *name)
+{
+    struct walk_ctx *c = opaque;
+    snprintf(c->rm->name, sizeof c->rm->name, "%s", name);
+    char gen[CLOUD_GEN_MAX];
+    int r = remote_read_head(c->rm, gen, NULL);
+    return r < 0 ? r : emit_gen(c, gen, true, true);
 }
 
 int
@@ -79,32 +90,17 @@ topcow_remote_list(const char *store, const struct topcow_remote_opts *opts,
     int r = remote_open(store, false, NULL, &so, &rm);
     if (r < 0)
         return r;
-    struct list_ctx c = {&rm, fn, opaque};
+    struct walk_ctx c = {&rm, NULL, fn, opaque};
     r = remote_list_images(&rm, list_one, &c);
     remote_close(&rm);
     return r;
 }
 
-struct log_ctx {
-    struct remote *rm;
-    const char *head;
-    topcow_remote_gen_fn fn;
-    void *opaque;
-};
-
 static int
 log_one(void *opaque, const char *gen)
 {
-    struct log_ctx *c = opaque;
-    struct manifest m;
-    int r = remote_read_manifest(c->rm, gen, &m);
-    if (r < 0)
-        return r;
-    struct topcow_remote_gen_info g;
-    gen_info(&m, strcmp(gen, c->head) == 0, &g);
-    r = c->fn(c->opaque, &g);
-    manifest_free(&m);
-    return r;
+    struct walk_ctx *c = opaque;
+    return emit_gen(c, gen, strcmp(gen, c->head) == 0, false);
 }
 
 int
@@ -120,7 +116,7 @@ topcow_remote_log(const char *remote, const struct topcow_remote_opts *opts,
     char head[CLOUD_GEN_MAX];
     r = remote_read_head(&rm, head, NULL);
     if (r == 0) {
-        struct log_ctx c = {&rm, head, fn, opaque};
+        struct walk_ctx c = {&rm, head, fn, opaque};
         r = remote_list_gens(&rm, log_one, &c);
     }
     remote_close(&rm);

@@ -10,6 +10,7 @@
 #include <expat.h>
 
 #include "error.h"
+#include "parse-number.h"
 #include "s3-xml.h"
 #include "strbuf.h"
 
@@ -119,21 +120,6 @@ on_text(void *data, const char *s, int len)
     }
 }
 
-static bool
-parse_u64(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (!*s)
-        return false;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    *out = v;
-    return true;
-}
-
 /* "2026-11-22T10:00:00.000Z" (S3's LastModified) as Unix seconds; 0 when
  * it does not read as such. */
 static int64_t
@@ -175,7 +161,7 @@ end_list_element(struct parse *ps)
         ps->cur.key = take_text(ps);
         ps->have_key = ps->cur.key && *ps->cur.key;
     } else if (ps->in_entry && at(ps, 3, "Size")) {
-        ps->have_size = parse_u64(ps->text.s ? ps->text.s : "", &ps->cur.size);
+        ps->have_size = parse_decimal_u64(ps->text.s ? ps->text.s : "", false, &ps->cur.size);
         if (!ps->have_size)
             stop(ps, "an entry's Size is not a number");
     } else if (ps->in_entry && at(ps, 3, "ETag")) {

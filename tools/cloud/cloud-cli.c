@@ -31,9 +31,16 @@ parse_uint(const char *s, unsigned max, unsigned *out)
 }
 
 int
-cloud_opt(int c, const char *arg, struct topcow_remote_opts *o)
+cloud_opt(int c, const char *arg, struct topcow_remote_opts *o, bool *json)
 {
     switch (c) {
+    case CLOUD_OPT_OUTPUT:
+        if (strcmp(arg, "json") != 0 && strcmp(arg, "human") != 0) {
+            error_msg("invalid --output '%s': human or json", arg);
+            return -1;
+        }
+        *json = strcmp(arg, "json") == 0;
+        return 1;
     case CLOUD_OPT_ENDPOINT:
         o->endpoint = arg;
         return 1;

@@ -17,6 +17,7 @@ enum {
     CLOUD_OPT_PROFILE,
     CLOUD_OPT_LEASE_TTL,
     CLOUD_OPT_TAKE_LEASE,
+    CLOUD_OPT_OUTPUT,
     CLOUD_OPT_LAST, /* commands number their own options from here */
 };
 #define CLOUD_LONG_OPTS                                                                            \
@@ -24,7 +25,8 @@ enum {
     {"profile", required_argument, NULL, CLOUD_OPT_PROFILE},                                       \
     {"jobs", required_argument, NULL, 'j'},                                                        \
     {"lease-ttl", required_argument, NULL, CLOUD_OPT_LEASE_TTL},                                   \
-    {"take-lease", no_argument, NULL, CLOUD_OPT_TAKE_LEASE}
+    {"take-lease", no_argument, NULL, CLOUD_OPT_TAKE_LEASE},                                       \
+    {"output", required_argument, NULL, CLOUD_OPT_OUTPUT}
 
 #define CLOUD_OPTS_HELP                                                                            \
     "      --endpoint=URL       S3 endpoint (default: AWS_ENDPOINT_URL, the profile's\n"           \
@@ -33,11 +35,13 @@ enum {
     "                           AWS_PROFILE, else AWS_ACCESS_KEY_ID/SECRET, else 'default')\n"     \
     "  -j, --jobs=N             parallel transfers (default 4)\n"                                  \
     "      --lease-ttl=SECONDS  how long the writer lease lasts unrenewed (default 60)\n"          \
-    "      --take-lease         take over a lease whose holder let it expire\n"
+    "      --take-lease         take over a lease whose holder let it expire\n"               \
+    "      --output=human|json  the report's format\n"
 
-/* Handle one of the shared options @c (with optarg) into @o.  Returns 1
- * when it was one, 0 when not, -1 (message printed) for a bad value. */
-int cloud_opt(int c, const char *arg, struct topcow_remote_opts *o);
+/* Handle one of the shared options @c (with optarg) into @o, and
+ * --output=human|json into *@json.  Returns 1 when it was one, 0 when not,
+ * -1 (message printed) for a bad value. */
+int cloud_opt(int c, const char *arg, struct topcow_remote_opts *o, bool *json);
 
 /* The progress bar (-p): bytes, chunks and rate, on stderr, rewritten in
  * place.  Use as opts.progress with a struct cloud_progress. */

@@ -14,7 +14,7 @@
 #include "commands.h"
 #include "util.h"
 
-enum { OPT_FORCE = CLOUD_OPT_LAST, OPT_CHUNK_SIZE, OPT_OUTPUT, OPT_NO_WAIT };
+enum { OPT_FORCE = CLOUD_OPT_LAST, OPT_CHUNK_SIZE, OPT_NO_WAIT };
 
 static void
 usage(FILE *f, bool push)
@@ -35,7 +35,6 @@ usage(FILE *f, bool push)
             "  -f, --force              make this copy HEAD even if HEAD moved\n"
             "      --chunk-size=SIZE    chunk size of a new remote image (64K..64M, a power\n"
             "                           of two; default 4M)\n"
-            "      --output=human|json  the summary format\n"
             "      --no-wait            when another push holds the lease, fail at once\n"
             "                           (default: wait up to 15 s for it to finish)\n"
             CLOUD_OPTS_HELP
@@ -53,7 +52,6 @@ usage(FILE *f, bool push)
             "  -p, --progress           show a progress bar (bytes, chunks, rate)\n"
             "  -g, --generation=GEN     pull this generation instead of HEAD\n"
             "  -f, --force              overwrite IMAGE even with changes not pushed\n"
-            "      --output=human|json  the summary format\n"
             CLOUD_OPTS_HELP
             "  -h, --help               this help\n");
 }
@@ -66,7 +64,6 @@ push_or_pull(int argc, char **argv, bool push)
         {"progress", no_argument, NULL, 'p'},
         {"force", no_argument, NULL, 'f'},
         {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
-        {"output", required_argument, NULL, OPT_OUTPUT},
         {"generation", required_argument, NULL, 'g'},
         {"no-wait", no_argument, NULL, OPT_NO_WAIT},
         CLOUD_LONG_OPTS,
@@ -78,7 +75,7 @@ push_or_pull(int argc, char **argv, bool push)
     const char *gen = NULL;
     int c;
     while ((c = getopt_long(argc, argv, push ? "+hpfj:" : "+hpfj:g:", longopts, NULL)) != -1) {
-        int k = cloud_opt(c, optarg, &o);
+        int k = cloud_opt(c, optarg, &o, &json);
         if (k < 0)
             return 1;
         if (k > 0)
@@ -109,13 +106,6 @@ push_or_pull(int argc, char **argv, bool push)
             o.chunk_size = (uint32_t)v;
             break;
         }
-        case OPT_OUTPUT:
-            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "human") != 0) {
-                error_msg("invalid --output '%s': human or json", optarg);
-                return 1;
-            }
-            json = strcmp(optarg, "json") == 0;
-            break;
         default:
             usage(stderr, push);
             return 1;

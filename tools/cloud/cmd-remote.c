@@ -15,7 +15,7 @@
 #include "commands.h"
 #include "util.h"
 
-enum { OPT_GRACE = CLOUD_OPT_LAST, OPT_DRY_RUN, OPT_OUTPUT };
+enum { OPT_GRACE = CLOUD_OPT_LAST, OPT_DRY_RUN };
 
 static void
 usage(FILE *f)
@@ -39,7 +39,6 @@ usage(FILE *f)
         "      --grace=SECONDS      gc: keep unreferenced chunks younger than this\n"
         "                           (default 86400)\n"
         "  -n, --dry-run            gc: report what would be deleted\n"
-        "      --output=human|json  ls, log: the format\n"
         CLOUD_OPTS_HELP
         "  -h, --help               this help\n");
 }
@@ -110,12 +109,12 @@ cmd_remote(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"grace", required_argument, NULL, OPT_GRACE},
         {"dry-run", no_argument, NULL, 'n'},
-        {"output", required_argument, NULL, OPT_OUTPUT},
         CLOUD_LONG_OPTS,
         {NULL, 0, NULL, 0},
     };
     if (argc < 2) {
-        error_msg("remote needs a subcommand: ls, log, rollback or gc (see 'topcow remote --help')");
+        error_msg("remote needs a subcommand: ls, log, rollback or gc "
+                  "(see 'topcow remote --help')");
         return 1;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -129,7 +128,7 @@ cmd_remote(int argc, char **argv)
     bool json = false;
     int c;
     while ((c = getopt_long(argc, argv, "+hnj:", longopts, NULL)) != -1) {
-        int k = cloud_opt(c, optarg, &o);
+        int k = cloud_opt(c, optarg, &o, &json);
         if (k < 0)
             return 1;
         if (k > 0)
@@ -152,13 +151,6 @@ cmd_remote(int argc, char **argv)
             o.gc_grace = v ? v : 1; /* 0 would mean the default */
             break;
         }
-        case OPT_OUTPUT:
-            if (strcmp(optarg, "json") != 0 && strcmp(optarg, "human") != 0) {
-                error_msg("invalid --output '%s': human or json", optarg);
-                return 1;
-            }
-            json = strcmp(optarg, "json") == 0;
-            break;
         default:
             usage(stderr);
             return 1;
