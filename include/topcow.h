@@ -666,6 +666,8 @@ enum {
     TOPCOW_REMOTE_DRY_RUN = 1 << 2,    /* gc: report, delete nothing */
     TOPCOW_REMOTE_NO_WAIT = 1 << 3,    /* push: when another push holds the lease, fail
                                         * at once instead of waiting up to 15 s for it */
+    TOPCOW_REMOTE_COMPRESS = 1 << 4,   /* push: send chunks zstd-compressed when that
+                                        * saves space (any reader takes both forms) */
 };
 
 /* Progress of a push or pull, for progress bars. */

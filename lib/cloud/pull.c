@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chunk.h"
 #include "error.h"
 #include "io.h"
 #include "remote.h"
@@ -145,34 +146,22 @@ pull_chunk(struct xfer *x, struct store *st, uint64_t i, void *buf)
             return 0;
         }
     }
-    char key[STORE_KEY_MAX + 1];
-    cloud_chunk_key(want, key, sizeof key);
-    /* Fetched chunks are verified; a mismatch is fetched once more (a
-     * transfer gone wrong) before it is reported. */
-    for (int attempt = 0;; attempt++) {
-        size_t got = 0;
-        r = store_get_range(st, key, 0, buf, len, &got);
-        if (r == -ENOENT)
-            return err_set(-EBADMSG,
-                           "cloud: chunk %" PRIu64 " (file offset %" PRIu64 ") of %s is missing "
-                           "from the store (%s)", i, off, p->m->gen, key);
-        if (r < 0)
-            return r;
-        struct cloud_hash h;
-        bool ok = got == len && cloud_hash(buf, len, &h) == 0 && memcmp(&h, want, sizeof h) == 0;
-        if (ok)
-            break;
-        if (attempt == 1)
-            return err_set(-EBADMSG,
-                           "cloud: chunk %" PRIu64 " (file offset %" PRIu64 ") of generation %s "
-                           "is corrupt in the store: %s does not match its hash", i, off,
-                           p->m->gen, key);
+    void *data;
+    size_t wire;
+    r = cloud_chunk_get(st, want, len, buf, &data, &wire);
+    if (r == -EBADMSG) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", topcow_last_error());
+        return err_set(-EBADMSG, "%s (chunk %" PRIu64 " at file offset %" PRIu64
+                       " of generation %s)", why, i, off, p->m->gen);
     }
+    if (r < 0)
+        return r;
     atomic_fetch_add(&x->transferred, 1);
-    atomic_fetch_add(&x->bytes_transferred, len);
+    atomic_fetch_add(&x->bytes_transferred, wire);
     if (p->part_reused && (r = punch(p->part_fd, off, len, c->part_path)) < 0)
         return r;
-    if ((r = write_sparse(p->part_fd, buf, len, off, c->part_path)) < 0)
+    if ((r = write_sparse(p->part_fd, data, len, off, c->part_path)) < 0)
         return r;
     xfer_chunk_done(x, len);
     return 0;

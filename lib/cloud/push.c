@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chunk.h"
 #include "error.h"
 #include "io.h"
 #include "remote.h"
@@ -51,6 +52,7 @@ known_has(const struct known *k, const struct cloud_hash *h)
 
 struct push {
     struct io *file;
+    bool compress;
     struct manifest m;
     struct known known;
 };
@@ -82,21 +84,23 @@ push_chunk(struct xfer *x, struct store *st, uint64_t i, void *buf)
     cloud_chunk_key(&h, key, sizeof key);
     struct store_info info;
     r = store_head(st, key, &info);
-    if (r == 0 && info.size == len) {
-        atomic_fetch_add(&x->present, 1); /* another image's, or an earlier push's */
+    if (r == 0) {
+        /* Another image's, or an earlier push's (objects appear whole). */
+        atomic_fetch_add(&x->present, 1);
         xfer_chunk_done(x, len);
         return 0;
     }
-    if (r < 0 && r != -ENOENT)
+    if (r != -ENOENT)
         return r;
-    r = store_put_once(st, key, buf, len, NULL);
+    uint64_t sent;
+    r = cloud_chunk_put(st, &h, buf, len, p->compress, (char *)buf + x->chunk_size, &sent);
     if (r == -EEXIST) { /* the same chunk twice in this image, or a racing pusher */
         atomic_fetch_add(&x->present, 1);
     } else if (r < 0) {
         return r;
     } else {
         atomic_fetch_add(&x->transferred, 1);
-        atomic_fetch_add(&x->bytes_transferred, len);
+        atomic_fetch_add(&x->bytes_transferred, sent);
     }
     xfer_chunk_done(x, len);
     return 0;
@@ -166,7 +170,7 @@ topcow_remote_push(const char *image, const char *remote, const struct topcow_re
     struct remote rm;
     struct lease lease;
     struct local_state ls = {0};
-    struct push p = {0};
+    struct push p = {.compress = (opts->flags & TOPCOW_REMOTE_COMPRESS) != 0};
     struct manifest head_m = {0};
     char head_gen[CLOUD_GEN_MAX] = "", head_etag[STORE_ETAG_MAX] = "", base[CLOUD_GEN_MAX] = "";
     bool have_lease = false;

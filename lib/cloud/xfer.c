@@ -44,7 +44,7 @@ worker_main(void *arg)
     struct store *st = NULL;
     void *buf = NULL;
     int r = remote_open_store(x->rm, x->sopts, &st);
-    if (r == 0 && !(buf = malloc(x->chunk_size)))
+    if (r == 0 && !(buf = malloc(2 * (size_t)x->chunk_size)))
         r = err_set(-ENOMEM, "cloud: out of memory for a chunk buffer");
     while (r == 0 && !atomic_load(&x->failed)) {
         uint64_t i = atomic_fetch_add(&x->next, 1);

@@ -15,7 +15,8 @@
 struct xfer;
 
 /* What a worker runs for chunk @i with its own store @st and a buffer of
- * chunk_size bytes.  Returns 0 or -errno with a message. */
+ * 2 * chunk_size bytes (room for a chunk and its compressed or decompressed
+ * form).  Returns 0 or -errno with a message. */
 typedef int (*xfer_chunk_fn)(struct xfer *x, struct store *st, uint64_t i, void *buf);
 
 struct xfer {

@@ -33,6 +33,7 @@ usage(FILE *f, bool push)
             "\n"
             "  -p, --progress           show a progress bar (bytes, chunks, rate)\n"
             "  -f, --force              make this copy HEAD even if HEAD moved\n"
+            "  -c, --compress           send chunks zstd-compressed where that saves space\n"
             "      --chunk-size=SIZE    chunk size of a new remote image (64K..64M, a power\n"
             "                           of two; default 4M)\n"
             "      --no-wait            when another push holds the lease, fail at once\n"
@@ -63,6 +64,7 @@ push_or_pull(int argc, char **argv, bool push)
         {"help", no_argument, NULL, 'h'},
         {"progress", no_argument, NULL, 'p'},
         {"force", no_argument, NULL, 'f'},
+        {"compress", no_argument, NULL, 'c'},
         {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
         {"generation", required_argument, NULL, 'g'},
         {"no-wait", no_argument, NULL, OPT_NO_WAIT},
@@ -74,7 +76,7 @@ push_or_pull(int argc, char **argv, bool push)
     bool progress = false, json = false;
     const char *gen = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, push ? "+hpfj:" : "+hpfj:g:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, push ? "+hpfcj:" : "+hpfj:g:", longopts, NULL)) != -1) {
         int k = cloud_opt(c, optarg, &o, &json);
         if (k < 0)
             return 1;
@@ -89,6 +91,9 @@ push_or_pull(int argc, char **argv, bool push)
             break;
         case 'f':
             o.flags |= TOPCOW_REMOTE_FORCE;
+            break;
+        case 'c':
+            o.flags |= TOPCOW_REMOTE_COMPRESS;
             break;
         case 'g':
             gen = optarg;
