@@ -13,6 +13,7 @@
 #include "topcow.h"
 #include "error.h"
 #include "s3.h"
+#include "tool-files.h"
 
 static void
 usage(void)
@@ -49,45 +50,6 @@ num(const char *s)
     if (*end || end == s)
         usage();
     return (unsigned)v;
-}
-
-static int
-read_file(const char *path, void **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return err_set_errno(-errno, "cannot open %s", path);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    size_t k;
-    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += k;
-        if (n == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb)
-                free(buf);
-            buf = nb;
-        }
-    }
-    fclose(f);
-    if (!buf)
-        return err_set(-ENOMEM, "out of memory");
-    *data = buf;
-    *len = n;
-    return 0;
-}
-
-static int
-write_out(const char *path, const void *data, size_t len)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "wb");
-    if (!f)
-        return err_set_errno(-errno, "cannot create %s", path);
-    size_t w = fwrite(data, 1, len, f);
-    int bad = f == stdout ? fflush(f) : fclose(f);
-    if (w != len || bad)
-        return err_set(-EIO, "cannot write %s", path);
-    return 0;
 }
 
 static int
