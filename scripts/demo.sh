@@ -62,7 +62,7 @@ export TOPCOW_STATS_DIR="$DIR/stats"
 printf '$ %s\n' "$TOPCOW serve -r -t -k $DIR/nbd.sock clone.qcow2 &"
 "$TOPCOW" serve -r -t -k "$DIR/nbd.sock" clone.qcow2 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$DIR"' EXIT
+trap 'kill $server 2>/dev/null || true; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do [ -S "$DIR/nbd.sock" ] && break; sleep 0.05; done
 run qemu-img compare -f qcow2 -F raw clone.qcow2 "nbd+unix:///?socket=$DIR/nbd.sock"
 
