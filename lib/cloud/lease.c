@@ -282,12 +282,43 @@ release: {
 }
 }
 
+void
+lease_fork_prepare(struct lease *l)
+{
+    if (l->thread_running)
+        pthread_mutex_lock(&l->lock);
+}
+
+void
+lease_fork_parent(struct lease *l)
+{
+    if (l->thread_running)
+        pthread_mutex_unlock(&l->lock);
+}
+
+void
+lease_fork_child(struct lease *l)
+{
+    if (!l->thread_running)
+        return;
+    pthread_mutex_unlock(&l->lock);
+    /* The parent's renewal thread waited on the condition: in the child
+     * that waiter never returns, and destroying it would wait forever. */
+    pthread_cond_init(&l->cond, NULL);
+    l->orphaned = true;
+}
+
 bool
 lease_ok(struct lease *l)
 {
     if (!l->thread_running)
         return false;
     pthread_mutex_lock(&l->lock);
+    if (l->orphaned) {
+        l->orphaned = false;
+        if (pthread_create(&l->thread, NULL, renew_thread, l) != 0)
+            l->lost = true; /* cannot renew: stop writing */
+    }
     bool ok = !l->lost && l->info.expires > (int64_t)time(NULL);
     pthread_mutex_unlock(&l->lock);
     return ok;
@@ -298,6 +329,8 @@ lease_release(struct lease *l)
 {
     if (!l->thread_running)
         return 0;
+    if (l->orphaned)
+        lease_ok(l); /* a thread to join, and the lease to release */
     pthread_mutex_lock(&l->lock);
     l->stop = true;
     pthread_cond_signal(&l->cond);

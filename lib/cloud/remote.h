@@ -84,6 +84,7 @@ struct lease {
     pthread_cond_t cond;
     bool stop;
     bool lost;          /* a renewal found the lease taken over */
+    bool orphaned;      /* in a forked child: the renewal thread must be restarted */
 };
 
 /* Read the lease of @key: 0 and *@info (*@etag if not NULL), -ENOENT. */
@@ -104,8 +105,16 @@ enum {
  * For an image lease it then checks that gc is not running (-EBUSY). */
 int lease_acquire(struct remote *r, const struct store_opts *opts, const char *op,
                   unsigned ttl_s, unsigned flags, struct lease *out);
-/* Whether the lease is still ours (false once a renewal found it taken). */
+/* Whether the lease is still ours (false once a renewal found it taken).
+ * In a child forked while it was held, the first call starts the renewal
+ * thread again (threads do not survive fork). */
 bool lease_ok(struct lease *l);
+/* For a pthread_atfork child handler: the renewal thread is gone; forget it
+ * (lease_ok() starts a new one).  @l's lock must not have been held by
+ * another thread at the fork (lease_fork_prepare() takes it). */
+void lease_fork_prepare(struct lease *l);
+void lease_fork_parent(struct lease *l);
+void lease_fork_child(struct lease *l);
 /* Stop renewing and release (write it expired).  Returns 0, or -errno when
  * the release could not be written (the lease then expires by itself). */
 int lease_release(struct lease *l);

@@ -14,6 +14,9 @@
 #include "minmax.h"
 #include "error.h"
 #include "image.h"
+#ifdef HAVE_CLOUD
+#include "io-remote.h"
+#endif
 
 /* Deep enough for any real chain, shallow enough to stop a loop. */
 #define MAX_CHAIN_DEPTH 256
@@ -183,7 +186,12 @@ open_chain(struct topcow_image **imgp, const char *path, const struct topcow_ope
     if (opts->flags & TOPCOW_OPEN_IO_URING)
         ioflags |= IO_URING;
     struct io *file;
+#ifdef HAVE_CLOUD
+    int r = depth == 0 && io_is_remote_url(path) ? io_remote_open(path, ioflags, &file)
+                                                 : io_file_open(path, ioflags, &file);
+#else
     int r = io_file_open(path, ioflags, &file);
+#endif
     if (r < 0)
         return r;
     return open_on_io(imgp, file, path, opts, depth);

@@ -18,6 +18,14 @@
 # The kernel is the linux-image-*-amd64 .deb that scripts/setup.sh caches in
 # /var/cache/topcow-guest/ (TOPCOW_GUEST_CACHE to look elsewhere,
 # TOPCOW_GUEST_KERNEL_DEB to name a package file).
+# GUEST_REMOTE (a store URL: file:///dir or s3://bucket/prefix) runs the
+# guest from the cloud: the disk is pushed there as GUEST_REMOTE/guest and
+# served from the remote (topcow serve REMOTE), with GUEST_MODE
+#   lazy (default)  boot twice, with a cold and then a warm local chunk cache;
+#                   each shutdown pushes what the guest wrote
+#   pull            pull the image to a local file, then boot from it
+# Each boot prints "boot MODE: N.NNN s"; the checks below then run on the
+# remote's HEAD, pulled.  TOPCOW_CACHE_DIR is set to a private directory.
 # Skips only when qemu-system-x86_64 or the cached kernel is absent.
 . "$TOPCOW_SRCDIR/tests/lib.sh"
 
@@ -73,42 +81,76 @@ ok bash "$TOPCOW_SRCDIR/tests/guest/build-guest-disk.sh" "$deb" "$dir" "$token"
 part_offset=$(sed -n 's/^part_offset=//p' "$dir/guest.info")
 kernel=$(sed -n 's/^kernel=//p' "$dir/guest.info")
 
-# Serve the image.  With --fork the server returns once the socket is ready.
-"${server[@]}" -f qcow2 -k "$sock" --fork --pid-file "$pidf" "$img" 2>"$SCRATCH/server.err" ||
-    { cat "$SCRATCH/server.err" >&2; fail "${server[*]} did not start"; }
-[ -S "$sock" ] || fail "${server[*]}: no socket $sock"
-# The pid, read now: a server may remove its pid file when it exits.
-srv_pid=$(server_pid) || fail "${server[*]}: no pid in $pidf"
+# Serve @1 (an image file or a remote), boot the guest from it, wait for the
+# server to exit; print "boot @2: SECONDS" (serve start to server exit).
+boot_once() {
+    local image=$1 label=$2 t0 rc pid i
+    rm -f "$log" "$pidf"
+    t0=$(date +%s%N)
+    # With --fork the server returns once the socket is ready.
+    "${server[@]}" -f qcow2 -k "$sock" --fork --pid-file "$pidf" "$image" 2>"$SCRATCH/server.err" ||
+        { cat "$SCRATCH/server.err" >&2; fail "${server[*]} did not start"; }
+    [ -S "$sock" ] || fail "${server[*]}: no socket $sock"
+    # The pid, read now: a server may remove its pid file when it exits.
+    srv_pid=$(server_pid) || fail "${server[*]}: no pid in $pidf"
 
-# Boot.  -no-reboot turns a guest panic (panic=1) into an exit as well, so
-# success is judged by the markers, not by QEMU's exit status.
-start=$(date +%s)
-rc=0
-timeout "$GUEST_TIMEOUT" qemu-system-x86_64 \
-    -machine pc -accel tcg -m 256 -smp 1 \
-    -nodefaults -no-user-config -display none -no-reboot \
-    -serial "file:$log" \
-    -drive "file=nbd+unix:///?socket=$sock,format=raw,if=ide,cache=writeback" \
-    -boot c 2>"$SCRATCH/qemu.err" || rc=$?
-secs=$(( $(date +%s) - start ))
-[ "$rc" != 124 ] || { show_log; fail "guest did not power off within ${GUEST_TIMEOUT}s"; }
-[ "$rc" = 0 ] || { show_log; fail "qemu-system-x86_64 exited with $rc"; }
-if grep -a 'TOPCOW-GUEST-FAIL' "$log" >&2; then
-    show_log; fail "the guest reported a failure"
+    # Boot.  -no-reboot turns a guest panic (panic=1) into an exit as well, so
+    # success is judged by the markers, not by QEMU's exit status.
+    rc=0
+    timeout "$GUEST_TIMEOUT" qemu-system-x86_64 \
+        -machine pc -accel tcg -m 256 -smp 1 \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -serial "file:$log" \
+        -drive "file=nbd+unix:///?socket=$sock,format=raw,if=ide,cache=writeback" \
+        -boot c 2>"$SCRATCH/qemu.err" || rc=$?
+    [ "$rc" != 124 ] || { show_log; fail "guest did not power off within ${GUEST_TIMEOUT}s"; }
+    [ "$rc" = 0 ] || { show_log; fail "qemu-system-x86_64 exited with $rc"; }
+    if grep -a 'TOPCOW-GUEST-FAIL' "$log" >&2; then
+        show_log; fail "the guest reported a failure"
+    fi
+    grep -aq "^TOPCOW-GUEST-BOOTED token=$token" "$log" || { show_log; fail "no boot marker on the serial console"; }
+    grep -aq "^TOPCOW-GUEST-READ-OK" "$log" || { show_log; fail "the guest did not read PAYLOAD.BIN back"; }
+    grep -aq "^TOPCOW-GUEST-DONE token=$token" "$log" || { show_log; fail "the guest did not finish"; }
+
+    # The server has no -t: it exits by itself once QEMU has disconnected
+    # (serving a remote, after pushing what the guest wrote).
+    pid=$srv_pid
+    i=0
+    while kill -0 "$pid" 2>/dev/null; do
+        i=$((i + 1))
+        [ "$i" -le 600 ] || fail "${server[*]} still running 60 s after its last client left"
+        sleep 0.1
+    done
+    [ -z "${GUEST_REMOTE:-}" ] || [ ! -s "$SCRATCH/server.err" ] ||
+        { cat "$SCRATCH/server.err" >&2; fail "serving the remote reported errors"; }
+    echo "boot $label: $(( ($(date +%s%N) - t0) / 1000000 )) ms ($kernel)"
+}
+
+if [ -z "${GUEST_REMOTE:-}" ]; then
+    boot_once "$img" local
+else
+    export TOPCOW_CACHE_DIR=$SCRATCH/cache
+    remote=$GUEST_REMOTE/guest
+    ok "$TOPCOW" push "$img" "$remote"
+    case ${GUEST_MODE:-lazy} in
+    lazy)
+        boot_once "$remote" "from the remote, cold cache"
+        [ "$("$TOPCOW" remote log "$remote" | grep -c '^[* ] [0-9]')" = 2 ] ||
+            fail "the shutdown did not push a generation"
+        boot_once "$remote" "from the remote, warm cache"
+        ;;
+    pull)
+        rm -f "$img" "$img.topcow"
+        t0=$(date +%s%N)
+        ok "$TOPCOW" pull "$remote" "$img"
+        echo "pull: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+        boot_once "$img" "after the pull"
+        ok "$TOPCOW" push "$img" "$remote"
+        ;;
+    *) fail "GUEST_MODE must be lazy or pull" ;;
+    esac
+    ok "$TOPCOW" pull --force "$remote" "$img"
 fi
-grep -aq "^TOPCOW-GUEST-BOOTED token=$token" "$log" || { show_log; fail "no boot marker on the serial console"; }
-grep -aq "^TOPCOW-GUEST-READ-OK" "$log" || { show_log; fail "the guest did not read PAYLOAD.BIN back"; }
-grep -aq "^TOPCOW-GUEST-DONE token=$token" "$log" || { show_log; fail "the guest did not finish"; }
-echo "guest ($kernel) booted, wrote and powered off in ${secs}s" >&2
-
-# The server has no -t: it exits by itself once QEMU has disconnected.
-pid=$srv_pid
-i=0
-while kill -0 "$pid" 2>/dev/null; do
-    i=$((i + 1))
-    [ "$i" -le 300 ] || fail "${server[*]} still running 30 s after its last client left"
-    sleep 0.1
-done
 
 # The host side: the image is consistent and holds what the guest wrote.
 qemu_check_clean "$img"
