@@ -143,6 +143,14 @@ chunk_len(const struct io_remote *ir, uint64_t i)
     return left < ir->m.chunk_size ? left : ir->m.chunk_size;
 }
 
+/* Bytes of chunk @i in the base generation (what its object holds). */
+static uint64_t
+base_chunk_len(const struct io_remote *ir, uint64_t i)
+{
+    uint64_t off = i * ir->m.chunk_size, left = ir->m.size > off ? ir->m.size - off : 0;
+    return left < ir->m.chunk_size ? left : ir->m.chunk_size;
+}
+
 /* Whether chunk @i needs no fetch: beyond the base, or all zeros in it. */
 static bool
 chunk_is_local_zero(const struct io_remote *ir, uint64_t i)
@@ -181,7 +189,7 @@ state_write_header(struct io_remote *ir)
 static int
 fetch_chunk(struct io_remote *ir, struct store *st, uint64_t i, void *buf)
 {
-    uint64_t len = chunk_len(ir, i);
+    uint64_t len = base_chunk_len(ir, i);
     void *data;
     size_t wire;
     int r = cloud_chunk_get(st, &ir->m.chunks[i], len, buf, &data, &wire);
@@ -388,9 +396,7 @@ ir_pwrite(struct io *io, const void *buf, size_t len, uint64_t off)
     RETURN_ERR_IF(!ir->rw, -EROFS, "cloud cache: %s is open read-only", ir->rm.url);
     RETURN_ERR_IF(ir->have_lease && !lease_ok(&ir->lease), -EBUSY,
                   "cloud: %s: the writer lease was lost; writes are refused", ir->rm.url);
-    int r = make_local(ir, off, len, false);
-    if (r < 0)
-        return r;
+    int r = 0;
     uint64_t end = off + len;
     pthread_mutex_lock(&ir->lock);
     if (end > ir->size) {
@@ -419,6 +425,12 @@ ir_pwrite(struct io *io, const void *buf, size_t len, uint64_t off)
         if (r == 0)
             r = state_write_header(ir);
     }
+    /* The chunks written must be local first: a partial write keeps the
+     * rest of the chunk (the old last chunk too, when the file grows). */
+    pthread_mutex_unlock(&ir->lock);
+    if (r == 0)
+        r = make_local(ir, off, len, false);
+    pthread_mutex_lock(&ir->lock);
     for (uint64_t i = off / ir->m.chunk_size; r == 0 && len && i <= (end - 1) / ir->m.chunk_size;
          i++)
         if (ir->state[i] != CHUNK_DIRTY)
