@@ -6,7 +6,7 @@ BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 MESON_OPTS ?=
 
-.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd bench-nbd-aio bench-formats bench-top clean
+.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd bench-nbd-aio bench-formats bench-top bench-cloud-boot clean
 
 all: build
 
@@ -83,6 +83,11 @@ bench-top: build
 # Converting VDI, VMDK, VHD and VHDX images to qcow2, against qemu-img.
 bench-formats: build
 	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} ./bench/formats.sh $(BUILD)/tools/topcow
+
+# The test guest booting from an s3:// image (Ceph RGW on loopback): served
+# lazily with a cold and a warm cache, and pull-then-boot.
+bench-cloud-boot: build
+	@./bench/cloud-boot.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)
