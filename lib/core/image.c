@@ -187,8 +187,9 @@ open_chain(struct topcow_image **imgp, const char *path, const struct topcow_ope
         ioflags |= IO_URING;
     struct io *file;
 #ifdef HAVE_CLOUD
-    int r = depth == 0 && io_is_remote_url(path) ? io_remote_open(path, ioflags, &file)
-                                                 : io_file_open(path, ioflags, &file);
+    /* A remote's backing file resolves to a remote in the same store. */
+    int r = io_is_remote_url(path) ? io_remote_open(path, ioflags, &file)
+                                   : io_file_open(path, ioflags, &file);
 #else
     int r = io_file_open(path, ioflags, &file);
 #endif

@@ -139,6 +139,17 @@ qemu_check_clean pulled.qcow2
 # The lease was released: another machine may write now.
 TOPCOW_MACHINE_ID=other-machine ok "$T" push --force pulled.qcow2 "$STORE/a"
 
+step "a linked clone runs from the remote, its base beside it in the store"
+qemu-img create -q -f qcow2 base.qcow2 64M
+qemu-io -f qcow2 -c "write -P 0x21 0 2M" base.qcow2 >/dev/null
+qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 clone.qcow2
+qemu-io -f qcow2 -c "write -P 0x22 1M 2M" clone.qcow2 >/dev/null
+ok "$T" push base.qcow2 "$STORE/"
+ok "$T" push clone.qcow2 "$STORE/clone"
+qemu-img compare -f qcow2 clone.qcow2 "$(TOPCOW_CACHE_DIR=$SCRATCH/cache2 "$T" convert -O qcow2 "$STORE/clone" flat.qcow2 && echo flat.qcow2)" ||
+    fail "the clone read from the remote differs"
+"$T" info --backing-chain "$STORE/clone" | grep -q "^image: $STORE/base.qcow2$" || fail "the backing chain is not in the store"
+
 step "the next open prefetches what the last run read"
 rm -rf "$TOPCOW_CACHE_DIR"
 serve -r "$STORE/a"
