@@ -9,7 +9,8 @@
 # under ASan+UBSan (the interop suite there would double the run time for
 # little: it drives the same code through the same commands), and the
 # 'robust' suite (the mutation test, which is there to find memory errors)
-# only there.  The 1 GiB cloud round trips (suite cloud-big) run in BUILD only.
+# only there.  The 1 GiB cloud round trip and the guest boots from the cloud
+# (suite cloud-big) run in BUILD only.
 # TSAN_BUILD, if given (and not empty): suite 'tsan' (the threaded paths)
 # under ThreadSanitizer.
 # FUZZ_BUILD, if given (and not empty): suite FUZZ_SUITE (default 'fuzz-long',
