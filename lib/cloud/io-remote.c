@@ -78,6 +78,7 @@ struct io_remote {
     unsigned n_fetchers;
     bool fetchers_started;  /* (again, in a forked child) */
     struct io_remote *next; /* in the list of open backends, for fork */
+    uint64_t serial;        /* unique per open, for the per-thread connections */
 };
 
 /* Every open backend, for the fork handlers. */
@@ -294,35 +295,74 @@ fetcher_main(void *arg)
 
 /* ---- io ops ---------------------------------------------------------------- */
 
-/* The calling thread's connection and buffer for fetches on demand. */
+/* The calling thread's connection and buffer for fetches on demand, kept
+ * per thread (serve runs one thread per client) and freed when the thread
+ * exits.  An entry belongs to the backend with serial number @serial: a
+ * closed backend's address may be reused, its serial never is. */
 struct tls_fetch {
-    struct io_remote *ir;
+    uint64_t serial;
     struct store *st;
     void *buf;
 };
-static _Thread_local struct tls_fetch tls;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t next_serial = 1;
 
 static void
-tls_release(void)
+tls_free(void *p)
 {
-    store_close(tls.st);
-    free(tls.buf);
-    memset(&tls, 0, sizeof tls);
+    struct tls_fetch *t = p;
+    if (t) {
+        store_close(t->st);
+        free(t->buf);
+        free(t);
+    }
 }
 
-static int
-tls_get(struct io_remote *ir)
+static void
+tls_init(void)
 {
-    if (tls.ir == ir && tls.st)
-        return 0;
-    tls_release();
-    tls.buf = malloc(2 * (size_t)ir->m.chunk_size);
-    RETURN_ERR_IF(!tls.buf, -ENOMEM, "cloud cache: out of memory");
-    int r = remote_open_store(&ir->rm, &ir->sopts, &tls.st);
-    if (r < 0)
-        return r;
-    tls.ir = ir;
-    return 0;
+    pthread_key_create(&tls_key, tls_free);
+}
+
+/* The calling thread's entry for @ir (made on first use), or NULL. */
+static struct tls_fetch *
+tls_get(struct io_remote *ir, int *r)
+{
+    pthread_once(&tls_once, tls_init);
+    struct tls_fetch *t = pthread_getspecific(tls_key);
+    *r = 0;
+    if (t && t->serial == ir->serial)
+        return t;
+    tls_free(t);
+    pthread_setspecific(tls_key, NULL);
+    t = calloc(1, sizeof *t);
+    if (t)
+        t->buf = malloc(2 * (size_t)ir->m.chunk_size);
+    if (!t || !t->buf) {
+        tls_free(t);
+        *r = err_set(-ENOMEM, "cloud cache: out of memory");
+        return NULL;
+    }
+    if ((*r = remote_open_store(&ir->rm, &ir->sopts, &t->st)) < 0) {
+        tls_free(t);
+        return NULL;
+    }
+    t->serial = ir->serial;
+    pthread_setspecific(tls_key, t);
+    return t;
+}
+
+/* Drop the calling thread's entry if it is @ir's. */
+static void
+tls_drop(struct io_remote *ir)
+{
+    pthread_once(&tls_once, tls_init);
+    struct tls_fetch *t = pthread_getspecific(tls_key);
+    if (t && t->serial == ir->serial) {
+        tls_free(t);
+        pthread_setspecific(tls_key, NULL);
+    }
 }
 
 /* Make [off, off+len) local; note first reads for the trace. */
@@ -346,10 +386,10 @@ make_local(struct io_remote *ir, uint64_t off, uint64_t len, bool reading)
         for (uint64_t k = 1; k <= READAHEAD; k++)
             queue_push(ir, last + k);
         pthread_mutex_unlock(&ir->lock);
-        r = tls_get(ir);
+        struct tls_fetch *t = tls_get(ir, &r);
         pthread_mutex_lock(&ir->lock);
-        if (r == 0)
-            r = ensure_chunk(ir, i, tls.st, tls.buf);
+        if (t)
+            r = ensure_chunk(ir, i, t->st, t->buf);
     }
     pthread_mutex_unlock(&ir->lock);
     return r;
@@ -609,8 +649,7 @@ ir_close(struct io *io)
         }
     pthread_mutex_unlock(&all_lock);
     stop_fetchers(ir);
-    if (tls.ir == ir)
-        tls_release();
+    tls_drop(ir);
     if (ir->rw && ir->state) {
         int r = push_dirty(ir);
         if (r < 0)
@@ -801,6 +840,7 @@ io_remote_open(const char *url, unsigned flags, struct io **out)
     struct io_remote *ir = calloc(1, sizeof *ir);
     RETURN_ERR_IF(!ir, -ENOMEM, "cloud cache: out of memory");
     ir->data_fd = ir->state_fd = ir->lock_fd = -1;
+    ir->serial = atomic_fetch_add(&next_serial, 1);
     ir->rw = !(flags & IO_RDONLY);
     pthread_mutex_init(&ir->lock, NULL);
     pthread_cond_init(&ir->cond, NULL);
