@@ -13,19 +13,31 @@
 #
 # It listens on a free port on 127.0.0.1, writes the port to PORT_FILE, and
 # logs one line per request ("PUT /bucket/key -> 500 (injected)") to stderr.
+# Each client connection is served by its own thread with its own upstream
+# connection: push and pull keep several connections open at once.
 import http.client
 import http.server
 import os
 import sys
+import threading
 
 upstream_port = int(sys.argv[1])
 port_file, rule, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"}
+lock = threading.Lock()
 
 
 class Proxy(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    upstream = None
+
+    def setup(self):
+        super().setup()
+        self.upstream = None
+
+    def finish(self):
+        super().finish()
+        if self.upstream is not None:
+            self.upstream.close()
 
     def log_message(self, fmt, *args):
         pass
@@ -43,27 +55,28 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         global count
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
-        picked = count > 0 and (rule == "status-503" or
-                                (rule == "lose-put" and self.command == "PUT"))
-        if picked:
-            count -= 1
+        with lock:
+            picked = count > 0 and (rule == "status-503" or
+                                    (rule == "lose-put" and self.command == "PUT"))
+            if picked:
+                count -= 1
         if picked and rule == "status-503":
             print(f"{self.command} {self.path} -> 503 (injected)", file=sys.stderr, flush=True)
             self.reply(503, b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code>"
                        b"<Message>Please reduce your request rate.</Message></Error>",
                        [("Content-Type", "application/xml")])
             return
-        if Proxy.upstream is None:
-            Proxy.upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
+        if self.upstream is None:
+            self.upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=30)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
         try:
-            Proxy.upstream.request(self.command, self.path, body=body if n else None,
-                                   headers=headers)
-            resp = Proxy.upstream.getresponse()
+            self.upstream.request(self.command, self.path, body=body if n else None,
+                                  headers=headers)
+            resp = self.upstream.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException):
-            Proxy.upstream.close()
-            Proxy.upstream = None
+            self.upstream.close()
+            self.upstream = None
             self.reply(502)
             return
         if picked:
@@ -86,7 +99,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = handle_any
 
 
-server = http.server.HTTPServer(("127.0.0.1", 0), Proxy)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
 with open(port_file + ".tmp", "w") as f:
     f.write(f"{server.server_address[1]}\n")
 os.rename(port_file + ".tmp", port_file)
