@@ -363,8 +363,11 @@ topcow_remote_pull(const char *remote, const char *image, const char *generation
         res->chunks_transferred = atomic_load(&x.transferred);
         res->bytes_transferred = atomic_load(&x.bytes_transferred);
         res->chunks_present = atomic_load(&x.present);
-        res->requests = atomic_load(&x.requests);
-        res->retries = atomic_load(&x.retries);
+        /* The calling thread's requests (HEAD, manifests) count too. */
+        struct store_stats ss;
+        store_get_stats(rm.st, &ss);
+        res->requests = atomic_load(&x.requests) + ss.requests;
+        res->retries = atomic_load(&x.retries) + ss.retries;
         res->up_to_date = res->chunks_transferred == 0;
     }
 out:

@@ -113,8 +113,11 @@ same_content(const struct manifest *a, const struct manifest *b)
            memcmp(a->chunks, b->chunks, a->n_chunks * sizeof *a->chunks) == 0;
 }
 
+/* @main is the calling thread's store: its requests (lease, HEAD, manifests)
+ * and their retries count too. */
 static void
-fill_result(struct topcow_remote_result *res, const struct manifest *m, const struct xfer *x)
+fill_result(struct topcow_remote_result *res, const struct manifest *m, const struct xfer *x,
+            struct store *main)
 {
     if (!res || res->struct_size < sizeof *res)
         return;
@@ -133,6 +136,10 @@ fill_result(struct topcow_remote_result *res, const struct manifest *m, const st
         res->requests = atomic_load(&x->requests);
         res->retries = atomic_load(&x->retries);
     }
+    struct store_stats ss;
+    store_get_stats(main, &ss);
+    res->requests += ss.requests;
+    res->retries += ss.retries;
 }
 
 static const char *
@@ -254,7 +261,7 @@ topcow_remote_push(const char *image, const char *remote, const struct topcow_re
         if (r == 0) {
             snprintf(p.m.gen, sizeof p.m.gen, "%s", head_gen);
             snprintf(p.m.parent, sizeof p.m.parent, "%s", head_m.parent);
-            fill_result(res, &p.m, &x);
+            fill_result(res, &p.m, &x, rm.st);
             if (res && res->struct_size >= sizeof *res)
                 res->up_to_date = true;
         }
@@ -304,7 +311,7 @@ topcow_remote_push(const char *image, const char *remote, const struct topcow_re
         goto out;
     if ((r = local_state_write(image, rm.url, p.m.gen)) < 0)
         goto out;
-    fill_result(res, &p.m, &x);
+    fill_result(res, &p.m, &x, rm.st);
 out:
     if (have_lease) {
         int saved = r;
