@@ -454,7 +454,43 @@ struct req {
     size_t upload_off;
     unsigned attempts; /* tries made */
     struct s3_stats *stats;
+
+    /* the stall clock of the current attempt (on_progress) */
+    uint64_t stall_ms, moved, moved_at_ms;
+    bool stalled;
 };
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Abort an attempt that moved no byte, either way, for stall_ms.  (curl's
+ * LOW_SPEED_TIME judges a speed averaged over the last few seconds, so a
+ * transfer that stopped after sending data - any PUT - failed only some
+ * 5 s later than the stall timeout said.)  curl calls this at least once a
+ * second, also while nothing moves. */
+static int
+on_progress(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+            curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)ultotal;
+    struct req *q = opaque;
+    uint64_t now = now_ms(), moved = (uint64_t)dlnow + (uint64_t)ulnow;
+    if (moved != q->moved) {
+        q->moved = moved;
+        q->moved_at_ms = now;
+        return 0;
+    }
+    if (now - q->moved_at_ms < q->stall_ms)
+        return 0;
+    q->stalled = true;
+    return 1;
+}
 
 static const char *
 reason(long status)
@@ -760,6 +796,10 @@ perform(struct s3_client *c, struct req *q, bool *ambiguous)
         q->got = 0;
         q->skip = 0;
         q->upload_off = 0;
+        q->stall_ms = c->cfg.stall_timeout_ms;
+        q->moved = 0;
+        q->moved_at_ms = now_ms();
+        q->stalled = false;
         if (q->into)
             strbuf_free(q->into); /* a retry starts the body again */
         strbuf_free(&q->errbody);
@@ -809,8 +849,9 @@ perform(struct s3_client *c, struct req *q, bool *ambiguous)
         curl_easy_setopt(h, CURLOPT_USERAGENT, "topcow/" TOPCOW_VERSION_STRING);
         curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->cfg.connect_timeout_ms);
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)(c->cfg.stall_timeout_ms / 1000));
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, q);
         if (c->cfg.request_timeout_ms)
             curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->cfg.request_timeout_ms);
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_err);
@@ -832,6 +873,12 @@ perform(struct s3_client *c, struct req *q, bool *ambiguous)
         }
 
         rc = curl_easy_perform(h);
+        if (rc == CURLE_ABORTED_BY_CALLBACK && q->stalled) {
+            rc = CURLE_OPERATION_TIMEDOUT;
+            snprintf(c->curl_err, sizeof c->curl_err,
+                     "Operation too slow: nothing sent or received for %u s",
+                     (unsigned)(q->stall_ms / 1000));
+        }
         long connects = 0;
         curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects);
         c->stats.requests++;
