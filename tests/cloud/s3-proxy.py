@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 # A fault-injecting HTTP proxy in front of an S3 endpoint, for the retry
-# tests of tests/cloud/s3-rgw.sh.  Requests pass through unchanged (the Host
+# tests of tests/cloud/s3-rgw.sh and cloud-faults.sh.  Requests pass through unchanged (the Host
 # header too, so SigV4 signatures still verify upstream), except the first
-# COUNT requests that RULE picks:
+# COUNT requests that RULE picks (among those whose path contains MATCH, if
+# given):
 #
-#   s3-proxy.py UPSTREAM_PORT PORT_FILE RULE COUNT
+#   s3-proxy.py UPSTREAM_PORT PORT_FILE RULE COUNT [MATCH]
 #
 #   status-503   answer 503 SlowDown without forwarding
 #   lose-put     forward a PUT (the upstream applies it), then answer 500 as
@@ -23,6 +24,7 @@ import threading
 
 upstream_port = int(sys.argv[1])
 port_file, rule, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
+match = sys.argv[5] if len(sys.argv) > 5 else ""
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "proxy-connection"}
 lock = threading.Lock()
 
@@ -56,8 +58,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         with lock:
-            picked = count > 0 and (rule == "status-503" or
-                                    (rule == "lose-put" and self.command == "PUT"))
+            picked = count > 0 and match in self.path and (
+                rule == "status-503" or (rule == "lose-put" and self.command == "PUT"))
             if picked:
                 count -= 1
         if picked and rule == "status-503":
