@@ -10,7 +10,7 @@ PKGS="build-essential gcc clang lld meson ninja-build pkg-config
       libncurses-dev libjson-c-dev tmux prometheus
       qemu-system-x86 seabios busybox-static syslinux-common mtools dosfstools cpio syslinux
       libcurl4-openssl-dev libexpat1-dev python3-botocore s3cmd
-      radosgw ceph-mon ceph-osd ceph-common"
+      radosgw ceph-mon ceph-osd ceph-common iptables"
 
 # ---- guest kernel for tests/interop/guest-boot.sh ---------------------------
 # A Debian cloud kernel package, downloaded once into GUEST_CACHE (not
