@@ -18,6 +18,8 @@
 # The environment: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 # AWS_REGION, RGW_BUCKET (an empty bucket that exists), RGW_PID; variables
 # that would override them (AWS_ENDPOINT_URL_S3, AWS_PROFILE, ...) unset.
+# RGW_MEMSTORE_BYTES sets how much the store holds (default 2 GiB, kept in
+# RAM; writes fail once it is about 95% full).
 # Exit status: 0, 1 (failed to start: the reason and the daemon's log tail on
 # stderr), 77 (Ceph or botocore not installed).
 #
@@ -30,6 +32,7 @@ RGW_ACCESS_KEY=${RGW_ACCESS_KEY:-TOPCOWTESTACCESSKEY1}
 RGW_SECRET_KEY=${RGW_SECRET_KEY:-topcow/test+secret/key/0123456789abcdefgh}
 RGW_BUCKET=${RGW_BUCKET:-topcow-test}
 RGW_TIMEOUT=${RGW_TIMEOUT:-90}   # seconds for the whole start
+RGW_MEMSTORE_BYTES=${RGW_MEMSTORE_BYTES:-2147483648}   # the OSD's capacity (in RAM)
 PY=/usr/bin/python3
 
 # Fail; a half-started cluster is stopped first.
@@ -134,7 +137,7 @@ mon allow pool delete = true
 mon warn on pool no redundancy = false
 osd crush chooseleaf type = 0
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = $RGW_MEMSTORE_BYTES
 osd class update on start = false
 osd crush update on start = false
 run dir = $DIR/run
