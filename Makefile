@@ -6,7 +6,7 @@ BUILD_TSAN ?= build-tsan
 BUILD_FUZZ ?= build-fuzz
 MESON_OPTS ?=
 
-.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd bench-nbd-aio bench-formats bench-top bench-cloud-boot clean
+.PHONY: all setup build test test-long test-asan test-valgrind demo bench bench-lifecycle bench-nbd bench-nbd-aio bench-formats bench-top bench-cloud-boot bench-cloud clean
 
 all: build
 
@@ -88,6 +88,11 @@ bench-formats: build
 # lazily with a cold and a warm cache, and pull-then-boot.
 bench-cloud-boot: build
 	@./bench/cloud-boot.sh $(BUILD)
+
+# topcow push/pull against s3cmd put/get on a Ceph RGW on loopback (first,
+# pull, delta of 5%).
+bench-cloud: build
+	@BENCH_DIR=$${BENCH_DIR:-/dev/shm} ./bench/cloud.sh $(BUILD)/tools/topcow
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_FUZZ)
