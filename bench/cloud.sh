@@ -28,7 +28,7 @@
 # defaults: topcow 4 parallel transfers of 4 MiB chunks, s3cmd one stream
 # (multipart in 15 MiB parts for put).
 #
-# Environment: BENCH_RUNS (rounds, default 3), BENCH_SIZE_MIB (guest data,
+# Environment: BENCH_RUNS (rounds, default 5), BENCH_SIZE_MIB (guest data,
 # default 1024), BENCH_DIR (parent of the scratch directory, default
 # /dev/shm: the files stay in memory, so the numbers are the tools' and the
 # server's, not the disk's), BENCH_TOPCOW_ARGS (extra options for topcow
@@ -40,7 +40,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 TOPCOW=${1:-$here/../build/tools/topcow}
 TOPCOW=$(realpath "$TOPCOW")
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-5}
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 TOPCOW_ARGS=${BENCH_TOPCOW_ARGS:-}
 RGW_SH=$here/../tests/cloud/rgw.sh
