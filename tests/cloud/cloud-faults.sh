@@ -407,6 +407,24 @@ qemu-io -f qcow2 -c "write -P 0x66 0 4M" lost.qcow2 >/dev/null
 lost_push /images/lost/HEAD 1 "the HEAD compare-and-swap"
 qemu-io -f qcow2 -c "write -P 0x67 0 4M" lost.qcow2 >/dev/null
 lost_push /images/lost/LEASE 2 "taking the lease"
+
+step "every reply to the HEAD swap lost: the push fails, yet HEAD moved; the next push finds its generation there"
+qemu-io -f qcow2 -c "write -P 0x68 0 4M" lost.qcow2 >/dev/null
+cp lost.qcow2.topcow state.before
+start_proxy lose-put 1000 /images/lost/HEAD
+must_fail env AWS_MAX_ATTEMPTS=3 TOPCOW_S3_BACKOFF_MS=20 "$T" push --endpoint "$PROXY" lost.qcow2 "s3://$B/retry/lost"
+stop_proxy
+echo "   $ERR"
+[ "$(printf '%s\n' "$ERR" | wc -l)" = 1 ] || fail "not one line: $ERR"
+case $ERR in "topcow: push: s3: PUT $B/retry/images/lost/HEAD: "*"(3 attempts)") ;; *) fail "unclear: $ERR" ;; esac
+cmp -s lost.qcow2.topcow state.before || fail "the failed push changed lost.qcow2.topcow"
+out=$("$T" push --output=json lost.qcow2 "s3://$B/retry/lost") || fail "the push after: $out"
+[ "$(json_field up-to-date <<<"$out")" = true ] && [ "$(json_field chunks-transferred <<<"$out")" = 0 ] ||
+    fail "the push after the lost HEAD swap did not find its generation at HEAD: $out"
+grep -q "^generation $(head_of "s3://$B/retry/lost")$" lost.qcow2.topcow ||
+    fail "lost.qcow2.topcow does not name HEAD after the next push"
+ok "$T" pull "s3://$B/retry/lost" lost.pulled
+cmp lost.qcow2 lost.pulled || fail "HEAD after the lost swap is not the image"
 rm -f lost.* small.* state.before
 unset TOPCOW_S3_BACKOFF_MS
 
