@@ -1,8 +1,11 @@
 #!/bin/bash
 # Network faults under topcow push and pull, against a real Ceph RGW started
 # once for this script (rgw.sh):
-#   - transient 503s and lost replies, through s3-proxy.py: retried, counted
-#     in --output=json, and the transfer succeeds;
+#   - transient 503s and lost replies (to chunk uploads, the lease, the HEAD
+#     swap), through s3-proxy.py: retried, counted in --output=json, and the
+#     transfer succeeds; a 503 on every attempt fails clearly and changes
+#     nothing; when every reply to the HEAD swap is lost, the push fails
+#     although HEAD moved, and the next push finds its generation there;
 #   - radosgw stopped (SIGSTOP) in the middle of a push;
 #   - radosgw killed in the middle of a pull, then started again (the data
 #     lives in the OSD, so only the gateway restarts);
@@ -14,8 +17,9 @@
 # counted independently (chunk hashes of the files, objects on the server
 # listed with s3cmd), and the result must compare identical.
 #
-# The whole script runs in a network namespace of its own (unshare -n), so
-# that its iptables rules touch nothing else: the fixture, the clients and
+# The whole script runs in a network namespace of its own (unshare -n: it
+# ends with the script, where one from `ip netns add` would outlive a killed
+# test), so that its iptables rules touch nothing else: the fixture, the clients and
 # the rules all live on that namespace's loopback.  Without root, unshare or
 # iptables it runs in the caller's namespace and skips the iptables steps;
 # the SIGSTOP and kill steps cover a stalled and a vanished server there.
