@@ -75,18 +75,7 @@ rc=0
 . ./rgw.env
 export CEPH_CONF=$dir/rgw/ceph.conf
 B=$RGW_BUCKET
-hostport=${AWS_ENDPOINT_URL#http://}
-cat >s3cfg <<EOF
-[default]
-access_key = $AWS_ACCESS_KEY_ID
-secret_key = $AWS_SECRET_ACCESS_KEY
-host_base = $hostport
-host_bucket = $hostport
-use_https = False
-signature_v2 = False
-bucket_location = $AWS_REGION
-EOF
-s3c() { s3cmd -c "$dir/s3cfg" --no-progress "$@"; }
+s3c() { s3cmd -c "$RGW_S3CFG" --no-progress "$@"; }
 echo "== RGW at $AWS_ENDPOINT_URL ($(radosgw --version | awk '{print $3}')), s3cmd $(s3cmd --version | awk '{print $3}')"
 # The first write creates the data pool: not part of any timing.
 echo warm-up >warm

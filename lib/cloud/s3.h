@@ -102,7 +102,9 @@ enum s3_put_mode {
  * object's ETag.  A body is sent with Content-MD5, so the server verifies it.
  * A conditional PUT that is retried after an attempt whose outcome is
  * unknown (a timeout, a 5xx) and then refused because the object is already
- * what this call wrote (same MD5 ETag) counts as success. */
+ * what this call wrote (same MD5 ETag) counts as success: so a conditional
+ * body must be unique to its writer (a generation id, a lease token), or
+ * two writers of the same bytes could both see success. */
 int s3_put(struct s3_client *c, const char *bucket, const char *key, const void *data,
            size_t len, enum s3_put_mode mode, const char *if_match, char etag[S3_ETAG_MAX]);
 

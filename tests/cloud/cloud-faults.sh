@@ -73,18 +73,7 @@ echo "RGW up at $AWS_ENDPOINT_URL in $((SECONDS - t0)) s" \
 cd "$SCRATCH"
 
 # The server side, read with s3cmd rather than with the code under test.
-hostport=${AWS_ENDPOINT_URL#http://}
-cat >s3cfg <<EOF
-[default]
-access_key = $AWS_ACCESS_KEY_ID
-secret_key = $AWS_SECRET_ACCESS_KEY
-host_base = $hostport
-host_bucket = $hostport
-use_https = False
-signature_v2 = False
-bucket_location = $AWS_REGION
-EOF
-s3c() { s3cmd -c "$SCRATCH/s3cfg" "$@"; }
+s3c() { s3cmd -c "$RGW_S3CFG" "$@"; }
 # Chunk objects in store $1 (a prefix of the bucket).
 server_chunks() { s3c ls -r "s3://$B/$1/chunks/" | wc -l; }
 # ... once the count has not changed for half a second: requests a stopped

@@ -30,10 +30,7 @@ if [ "$KIND" = s3 ]; then
     [ $rc = 0 ] || fail "the RGW fixture did not start (exit $rc)"
     . "$SCRATCH/env"
     STORE=s3://$RGW_BUCKET/lazy
-    hostport=${AWS_ENDPOINT_URL#http://}
-    printf '[default]\naccess_key = %s\nsecret_key = %s\nhost_base = %s\nhost_bucket = %s\nuse_https = False\nsignature_v2 = False\n' \
-        "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" "$hostport" "$hostport" >"$SCRATCH/s3cfg"
-    s3c() { s3cmd -c "$SCRATCH/s3cfg" "$@"; }
+    s3c() { s3cmd -c "$RGW_S3CFG" "$@"; }
     chunk_keys() { s3c ls -r "$STORE/chunks/" | awk '{print $4}' | sed "s|^$STORE/||"; }
     corrupt() { # KEY: flip every bit of its middle byte
         s3c get --force "$STORE/$1" "$SCRATCH/obj" >/dev/null

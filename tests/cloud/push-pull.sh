@@ -27,18 +27,7 @@ if [ "$KIND" = s3 ]; then
     [ $rc = 0 ] || fail "the RGW fixture did not start (exit $rc)"
     . "$SCRATCH/env"
     STORE=s3://$RGW_BUCKET/pp
-    hostport=${AWS_ENDPOINT_URL#http://}
-    cat >"$SCRATCH/s3cfg" <<EOF
-[default]
-access_key = $AWS_ACCESS_KEY_ID
-secret_key = $AWS_SECRET_ACCESS_KEY
-host_base = $hostport
-host_bucket = $hostport
-use_https = False
-signature_v2 = False
-bucket_location = $AWS_REGION
-EOF
-    s3c() { s3cmd -c "$SCRATCH/s3cfg" "$@"; }
+    s3c() { s3cmd -c "$RGW_S3CFG" "$@"; }
     # "COUNT BYTES" of the chunk objects, as the server lists them.
     server_chunks() {
         s3c ls -r "$STORE/chunks/" | awk '{n++; b += $3} END {print n + 0, b + 0}'

@@ -16,7 +16,8 @@
 #                                  and clean up, also on INT/TERM
 #
 # The environment: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-# AWS_REGION, RGW_BUCKET (an empty bucket that exists), RGW_PID; variables
+# AWS_REGION, RGW_BUCKET (an empty bucket that exists), RGW_PID, RGW_S3CFG
+# (an s3cmd configuration for the gateway: s3cmd -c "$RGW_S3CFG"); variables
 # that would override them (AWS_ENDPOINT_URL_S3, AWS_PROFILE, ...) unset.
 # RGW_MEMSTORE_BYTES sets how much the store holds (default 2 GiB, kept in
 # RAM; writes fail once it is about 95% full).
@@ -218,6 +219,19 @@ export AWS_SECRET_ACCESS_KEY='$RGW_SECRET_KEY'
 export AWS_REGION=us-east-1
 export RGW_BUCKET=$RGW_BUCKET
 export RGW_PID=$pid_rgw
+export RGW_S3CFG=$DIR/s3cfg
+EOF
+    # For s3cmd, the independent client that tests read the server with:
+    # s3cmd -c "$RGW_S3CFG".
+    cat >"$DIR/s3cfg" <<EOF
+[default]
+access_key = $RGW_ACCESS_KEY
+secret_key = $RGW_SECRET_KEY
+host_base = 127.0.0.1:$rgw_port
+host_bucket = 127.0.0.1:$rgw_port
+use_https = False
+signature_v2 = False
+bucket_location = us-east-1
 EOF
     cat "$DIR/env"
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "topcow.h"
 #include "error.h"
@@ -46,7 +47,11 @@ print_entry(void *opaque, const struct store_entry *e)
     return 0;
 }
 
-/* Read the counter, write it plus one if nobody changed it meanwhile. */
+/* Read the counter, write it plus one if nobody changed it meanwhile.  The
+ * value is followed by this writer's pid: compare-and-swap bodies must be
+ * unique to their writer (as HEAD and lease objects are), since the S3
+ * client takes a retried write refused because the object already holds
+ * exactly its body for its own earlier attempt (s3.h, s3_put). */
 static int
 incr(struct store *st, const char *key, unsigned n, unsigned *conflicts)
 {
@@ -60,7 +65,8 @@ incr(struct store *st, const char *key, unsigned n, unsigned *conflicts)
         char text[32];
         snprintf(text, sizeof text, "%.*s", (int)(len < 20 ? len : 20), (char *)data);
         free(data);
-        int tlen = snprintf(text, sizeof text, "%llu\n", strtoull(text, NULL, 10) + 1);
+        int tlen = snprintf(text, sizeof text, "%llu %d\n", strtoull(text, NULL, 10) + 1,
+                            (int)getpid());
         r = store_put_cas(st, key, text, (size_t)tlen, info.etag, NULL);
         if (r == -ESTALE) {
             (*conflicts)++;
