@@ -714,7 +714,11 @@ struct topcow_remote_result {
  * local copy now matches.  Takes the image's lease while it runs.  Returns 0,
  * -ESTALE (a conflict: HEAD moved since the local copy's generation, or
  * another pusher won the race; the generation is stored and named in the
- * message), -EBUSY (the lease is held), or -errno. */
+ * message), -EBUSY (the lease is held), or -errno.
+ *
+ * With @image a remote URL (and @remote NULL or the same URL), push what a
+ * run of that remote from its local cache wrote and could not push when it
+ * closed. */
 TOPCOW_API int topcow_remote_push(const char *image, const char *remote,
                                   const struct topcow_remote_opts *opts,
                                   struct topcow_remote_result *res);

@@ -79,6 +79,7 @@ struct io_remote {
     bool fetchers_started;  /* (again, in a forked child) */
     struct io_remote *next; /* in the list of open backends, for fork */
     uint64_t serial;        /* unique per open, for the per-thread connections */
+    bool no_push_on_close;  /* io_remote_push_cache pushed (or reported) already */
 };
 
 /* Every open backend, for the fork handlers. */
@@ -650,7 +651,7 @@ ir_close(struct io *io)
     pthread_mutex_unlock(&all_lock);
     stop_fetchers(ir);
     tls_drop(ir);
-    if (ir->rw && ir->state) {
+    if (ir->rw && ir->state && !ir->no_push_on_close) {
         int r = push_dirty(ir);
         if (r < 0)
             fprintf(stderr, "topcow: %s\n", topcow_last_error());
@@ -898,5 +899,28 @@ fail:
         ir_close(&ir->base);
         err_restore(r, msg);
     }
+    return r;
+}
+
+int
+io_remote_push_cache(const char *url, char gen[CLOUD_GEN_MAX], bool *pushed)
+{
+    struct io *io;
+    int r = io_remote_open(url, 0, &io);
+    if (r < 0)
+        return r;
+    struct io_remote *ir = ir_of(io);
+    stop_fetchers(ir);
+    char before[CLOUD_GEN_MAX];
+    snprintf(before, sizeof before, "%s", ir->m.gen);
+    r = push_dirty(ir);
+    ir->no_push_on_close = true;
+    snprintf(gen, CLOUD_GEN_MAX, "%s", ir->m.gen);
+    *pushed = strcmp(before, ir->m.gen) != 0;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", topcow_last_error());
+    io_close(io);
+    if (r < 0)
+        err_restore(r, msg);
     return r;
 }

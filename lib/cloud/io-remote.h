@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "manifest.h"
 
 /* Whether @path names a remote rather than a local file. */
 static inline bool
@@ -24,6 +25,12 @@ io_is_remote_url(const char *path)
  * The cache lives under TOPCOW_CACHE_DIR, else $XDG_CACHE_HOME/topcow, else
  * ~/.cache/topcow, one directory per remote.  Returns 0 or -errno. */
 int io_remote_open(const char *url, unsigned flags, struct io **out);
+
+/* Push what the cache of remote @url holds that was written but not pushed
+ * (a run whose push at close failed), as io_remote_open + close would:
+ * *@gen gets HEAD's generation after it, *@pushed whether a new one was
+ * made.  Returns 0 or -errno (-ESTALE when HEAD moved meanwhile). */
+int io_remote_push_cache(const char *url, char gen[CLOUD_GEN_MAX], bool *pushed);
 
 /* The cache directory of remote @url (malloc'ed), or NULL. */
 char *io_remote_cache_dir(const char *url);

@@ -13,6 +13,7 @@
 
 #include "chunk.h"
 #include "error.h"
+#include "io-remote.h"
 #include "io.h"
 #include "remote.h"
 #include "topcow.h"
@@ -173,6 +174,23 @@ topcow_remote_push(const char *image, const char *remote, const struct topcow_re
     if (!opts)
         opts = &defaults;
     err_begin("push");
+    if (io_is_remote_url(image)) {
+        /* A remote run from its cache: push the writes its last run kept. */
+        RETURN_ERR_IF(remote && strcmp(remote, image) != 0, -EINVAL,
+                      "cloud: pushing the cache of %s goes to %s itself, not %s", image, image,
+                      remote);
+        char gen[CLOUD_GEN_MAX];
+        bool pushed = false;
+        int r = io_remote_push_cache(image, gen, &pushed);
+        if (r == 0 && res && res->struct_size >= sizeof *res) {
+            size_t keep = res->struct_size;
+            memset(res, 0, sizeof *res);
+            res->struct_size = keep;
+            snprintf(res->generation, sizeof res->generation, "%s", gen);
+            res->up_to_date = !pushed;
+        }
+        return r;
+    }
     struct store_opts sopts = {opts->endpoint, opts->profile};
     struct remote rm;
     struct lease lease;

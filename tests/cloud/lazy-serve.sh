@@ -159,4 +159,28 @@ serve -r "$STORE/a"
 for _ in $(seq 50); do [ "$(cached)" -ge "$trace" ] && break; sleep 0.1; done
 [ "$(cached)" -ge "$trace" ] || fail "only $(cached) of the $trace traced chunks were prefetched"
 stop_serve
+if [ "$KIND" = s3 ]; then
+    step "the server is stopped when serve shuts down: the writes stay cached; topcow push REMOTE sends them"
+    cp pulled.qcow2 expect2.qcow2
+    rm -f expect2.qcow2.topcow
+    qemu-io -f qcow2 -c "write -P 0x6e 20M 1M" expect2.qcow2 >/dev/null
+    rm -rf "$TOPCOW_CACHE_DIR"
+    gens=$("$T" remote log "$STORE/a" | grep -c '^[* ] [0-9]')
+    TOPCOW_S3_STALL_TIMEOUT=2 AWS_MAX_ATTEMPTS=1 serve "$STORE/a"
+    qemu-io -f raw -c "write -P 0x6e 20M 1M" "$NBD" >/dev/null
+    kill -STOP "$RGW_PID"
+    kill "$SRV"
+    wait "$SRV" || true
+    SRV=
+    kill -CONT "$RGW_PID"
+    grep -q "." "$SCRATCH/serve.err" || fail "the failed push at shutdown said nothing"
+    [ "$("$T" remote log "$STORE/a" | grep -c '^[* ] [0-9]')" = "$gens" ] ||
+        fail "a generation appeared although the push failed"
+    out=$("$T" push "$STORE/a") || fail "push REMOTE: $out"
+    case $out in *"pushed the cached writes as generation"*) ;; *) fail "push REMOTE: $out" ;; esac
+    ok "$T" pull --force "$STORE/a" pulled.qcow2
+    qemu-img compare expect2.qcow2 pulled.qcow2 || fail "the writes pushed later are not the image"
+    out=$("$T" push "$STORE/a")
+    case $out in *"nothing to push"*) ;; *) fail "a second push REMOTE: $out" ;; esac
+fi
 echo "all lazy-serve checks passed ($KIND)"

@@ -22,6 +22,7 @@ usage(FILE *f, bool push)
     if (push)
         fprintf(f,
             "Usage: topcow push [OPTIONS] IMAGE REMOTE\n"
+            "       topcow push [OPTIONS] REMOTE\n"
             "\n"
             "Upload the image file IMAGE to REMOTE, a store URL and an image name:\n"
             "file:///dir/NAME or s3://bucket[/prefix]/NAME (a REMOTE ending in '/' takes\n"
@@ -30,6 +31,8 @@ usage(FILE *f, bool push)
             "dies leaves HEAD where it was and the next push resumes.  If HEAD moved since\n"
             "IMAGE was pulled or pushed (IMAGE.topcow records that), the push stores its\n"
             "generation off HEAD and fails with a conflict.\n"
+            "With REMOTE alone, push what a run of REMOTE from its local cache (topcow\n"
+            "serve REMOTE, ...) wrote but could not push when it stopped.\n"
             "\n"
             "  -p, --progress           show a progress bar (bytes, chunks, rate)\n"
             "  -f, --force              make this copy HEAD even if HEAD moved\n"
@@ -119,6 +122,18 @@ push_or_pull(int argc, char **argv, bool push)
     if (push && gen) {
         error_msg("push takes no --generation (it makes a new one)");
         return 1;
+    }
+    /* push REMOTE: the writes a run from the remote's cache kept. */
+    if (push && argc - optind == 1 && strstr(argv[optind], "://")) {
+        struct topcow_remote_result res = {.struct_size = sizeof res};
+        if (topcow_remote_push(argv[optind], NULL, &o, &res) < 0) {
+            error_msg("%s", topcow_last_error());
+            return 1;
+        }
+        printf(res.up_to_date ? "%s: nothing to push; HEAD is generation %s\n"
+                              : "%s: pushed the cached writes as generation %s\n",
+               argv[optind], res.generation);
+        return 0;
     }
     if (argc - optind != 2) {
         error_msg("%s needs %s (see 'topcow %s --help')", push ? "push" : "pull",
